@@ -1,0 +1,40 @@
+"""keras-distill: knowledge distillation for Keras 3, and export of the student to edge runtimes.
+
+Public names are imported lazily, so ``import keras_distill`` (and the
+command-line ``--help``) stays fast and never imports ONNX, tf2onnx or a runtime
+until a function that needs one is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Distiller": "keras_distill.distiller",
+    "export": "keras_distill.export",
+    "ExportReport": "keras_distill.export",
+    "load_digits": "keras_distill.data",
+    "Splits": "keras_distill.data",
+}
+_SUBMODULES = {"losses", "data", "presets", "distiller", "export", "evaluate", "students",
+               "quantize", "teachers", "report", "cli"}
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"keras_distill.{name}")
+    else:
+        raise AttributeError(f"module 'keras_distill' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -1,0 +1,74 @@
+"""Built-in model presets, sized for small image data such as the bundled digits.
+
+Each returns an untrained Functional ``keras.Model`` that outputs **logits**
+(no softmax), as the Distiller expects of a student.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+
+def teacher_cnn(input_shape=(8, 8, 1), num_classes=10, *, width=32, dropout=0.3,
+                name="teacher"):
+    """A CNN teacher: three conv blocks with batch normalization and a dense head.
+
+    About 66k parameters at the default ``width=32`` for 8x8x1 inputs.
+
+    Example:
+        >>> model = teacher_cnn((8, 8, 1), 10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for i, filters in enumerate((width, 2 * width)):
+        x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.ReLU(name=f"relu{i + 1}")(x)
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Conv2D(2 * width, 3, padding="same", use_bias=False, name="conv3")(x)
+    x = layers.BatchNormalization(name="bn3")(x)
+    x = layers.ReLU(name="relu3")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(4 * width, activation="relu", name="features")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def student_cnn(input_shape=(8, 8, 1), num_classes=10, *, width=8, name="student"):
+    """A small CNN student: two conv layers, pooling and one dense layer.
+
+    About 3.8k parameters at the default ``width=8`` for 8x8x1 inputs. Every op
+    it uses runs in full-integer int8 on LiteRT and TensorFlow Lite Micro.
+
+    Example:
+        >>> model = student_cnn((8, 8, 1), 10)
+        >>> model.output_shape
+        (None, 10)
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Conv2D(width, 3, padding="same", activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Conv2D(2 * width, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.Flatten(name="flatten")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def student_mlp(input_shape=(8, 8, 1), num_classes=10, *, units=32, name="student_mlp"):
+    """A multilayer-perceptron student: flatten, one hidden layer, logits."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Flatten(name="flatten")(inputs)
+    x = layers.Dense(units, activation="relu", name="hidden")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+PRESETS = {
+    "teacher_cnn": teacher_cnn,
+    "student_cnn": student_cnn,
+    "student_mlp": student_mlp,
+}
