@@ -1,0 +1,482 @@
+"""The Distiller: a ``keras.Model`` that trains a student to imitate a teacher.
+
+``compile``, ``fit``, ``evaluate``, ``predict`` and Keras callbacks work as with any Keras
+model. ``call`` (and so ``predict``) returns the student's logits; ``distiller.student`` is the
+trained student, a plain Keras model with no teacher inside.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from keras_distill import losses as losses_lib
+
+TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
+# Smallest normal float32: probabilities are floored here before the log, so a teacher
+# probability that underflowed to 0 becomes a very negative, finite log-probability.
+_TINY = 1.1754944e-38
+_NONFINITE_TAG = "keras_distill non-finite loss"
+
+
+def _is_softmax_output(model):
+    """True when the model's last layer visibly ends in a softmax."""
+    try:
+        last = model.layers[-1]
+    except (AttributeError, IndexError):
+        return False
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    if activation is None:
+        return False
+    name = getattr(activation, "__name__", str(activation))
+    return name == "softmax" or activation is keras.activations.softmax
+
+
+def _shape_of(model, attr):
+    try:
+        shape = getattr(model, attr)
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list):  # multi-input / multi-output models: not checked here
+        return None
+    return tuple(shape) if shape is not None else None
+
+
+def _compatible(a, b):
+    if a is None or b is None:
+        return True
+    if len(a) != len(b):
+        return False
+    return all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
+
+
+def _layer_output(model, layer_name, role):
+    try:
+        layer = model.get_layer(layer_name)
+    except ValueError:
+        names = [layer.name for layer in model.layers]
+        raise ValueError(
+            f"FeatureHint: the {role} has no layer named {layer_name!r}. "
+            f"Available layers: {names}."
+        ) from None
+    try:
+        return layer.output
+    except (AttributeError, ValueError, RuntimeError):
+        raise ValueError(
+            f"FeatureHint needs a Functional or Sequential {role} built on a keras.Input; "
+            f"the output of layer {layer_name!r} is not defined. Build the {role} with "
+            "keras.Input(...) or call it once on data before creating the Distiller."
+        ) from None
+
+
+def _make_adapter(student_shape, teacher_shape, name):
+    """A trainable map from student features to the teacher's feature shape, or None."""
+    s, t = tuple(student_shape[1:]), tuple(teacher_shape[1:])
+    if s == t:
+        return None
+    if len(s) != len(t):
+        raise ValueError(
+            f"FeatureHint: cannot map student features of shape {s} to teacher features of "
+            f"shape {t} (different ranks). Choose layers whose outputs have the same rank."
+        )
+    inputs = keras.Input(shape=s)
+    x = inputs
+    if len(s) == 3 and s[:2] != t[:2]:
+        x = keras.layers.Resizing(t[0], t[1], interpolation="bilinear", name="resize")(x)
+    elif len(s) > 1 and s[:-1] != t[:-1]:
+        raise ValueError(
+            f"FeatureHint: student features {s} and teacher features {t} differ in more than "
+            "the channel axis; only 2-D spatial maps (height, width, channels) can be resized."
+        )
+    # Dense acts on the last axis: a 1x1 convolution for feature maps, a linear map for vectors.
+    x = keras.layers.Dense(t[-1], name="project")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+@keras.saving.register_keras_serializable(package="keras_distill")
+class Distiller(keras.Model):
+    """Knowledge distillation as a Keras model (Hinton et al., 2015).
+
+    Each training step runs the teacher in inference mode (``training=False``, outside the
+    gradient tape) and the student in training mode, and minimizes::
+
+        alpha · student_loss(labels, student) + (1 − alpha) · Σᵢ wᵢ · lossᵢ(teacher, student)
+
+    Only the student's weights (and the adapters of ``FeatureHint`` losses) are updated; the
+    teacher's weights and BatchNormalization statistics are left bit-for-bit unchanged. When a
+    batch has no labels, the step distills from the teacher alone (``Σᵢ wᵢ · lossᵢ``).
+
+    Args:
+        teacher: a Keras model that outputs logits or probabilities. It is frozen
+            (``teacher.trainable = False``).
+        student: a Keras model that outputs logits (no softmax), with the teacher's input and
+            output shapes.
+        temperature: softening temperature (> 0) for every loss that takes one and was not
+            given its own. Default 4.0.
+        alpha: weight of the student's loss on the true labels, in [0, 1]. Default 0.1.
+        losses: distillation losses: ``keras_distill.losses.DistillationLoss`` instances or
+            names (``"soft_target_kl"``, ``"hard_target_ce"``, ``"logit_mse"``,
+            ``"decoupled_kd"``). Default ``[SoftTargetKL()]``.
+        loss_weights: one non-negative weight per loss. Default all 1.
+        teacher_outputs: ``"logits"``, ``"probabilities"`` (the teacher ends in softmax) or
+            ``"auto"``: a visible final softmax means probabilities; otherwise the first batch
+            decides (non-negative rows that sum to 1 are probabilities). Probabilities are
+            turned into log-probabilities, never treated as logits.
+
+    Example:
+        >>> import keras
+        >>> from keras_distill import Distiller
+        >>> from keras_distill.data import load_digits
+        >>> from keras_distill.presets import teacher_cnn, student_cnn
+        >>> data = load_digits()
+        >>> teacher = teacher_cnn(data.input_shape, 10)   # train it first, as usual
+        >>> distiller = Distiller(teacher, student_cnn(data.input_shape, 10),
+        ...                       temperature=4.0, alpha=0.1)
+        >>> distiller.compile(optimizer="adam", metrics=["accuracy"])
+        >>> history = distiller.fit(data.x_train, data.y_train, epochs=1, verbose=0)
+        >>> sorted(history.history)
+        ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+    """
+
+    def __init__(self, teacher, student, *, temperature=4.0, alpha=0.1, losses=None,
+                 loss_weights=None, teacher_outputs="auto", **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(teacher, keras.Model) and not isinstance(teacher, keras.layers.Layer):
+            raise ValueError(f"teacher must be a keras.Model; got {type(teacher).__name__}.")
+        if not isinstance(student, keras.Model):
+            raise ValueError(f"student must be a keras.Model; got {type(student).__name__}.")
+        if teacher is student:
+            raise ValueError("teacher and student are the same model; pass two models.")
+        self.temperature = losses_lib._check_temperature(temperature)
+        try:
+            alpha = float(alpha)
+        except (TypeError, ValueError):
+            raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.") from None
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(
+                f"alpha must be in [0, 1] (the weight of the loss on true labels; 0 = distill "
+                f"only, 1 = ignore the teacher); got {alpha!r}."
+            )
+        self.alpha = alpha
+        if teacher_outputs not in TEACHER_OUTPUTS:
+            raise ValueError(
+                f"teacher_outputs must be one of {TEACHER_OUTPUTS}; got {teacher_outputs!r}."
+            )
+        self.teacher_outputs = teacher_outputs
+
+        if losses is None:
+            losses = [losses_lib.SoftTargetKL()]
+        elif not isinstance(losses, (list, tuple)):
+            losses = [losses]
+        if not losses:
+            raise ValueError("losses is empty; pass at least one distillation loss or None.")
+        # Stored as `distillation_losses`: keras.Model owns the attribute name `losses`.
+        self.distillation_losses = [
+            losses_lib.get(loss).with_temperature(self.temperature) for loss in losses
+        ]
+        if loss_weights is None:
+            loss_weights = [1.0] * len(self.distillation_losses)
+        if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != len(
+                self.distillation_losses):
+            raise ValueError(
+                f"loss_weights must be a list with one weight per loss: {len(losses)} loss(es) "
+                f"but loss_weights={loss_weights!r}."
+            )
+        for w in loss_weights:
+            if not isinstance(w, (int, float)) or w < 0 or w != w:
+                raise ValueError(f"loss_weights must be numbers >= 0; got {loss_weights!r}.")
+        self.loss_weights = [float(w) for w in loss_weights]
+        self._term_names = self._unique_names([loss.name for loss in self.distillation_losses])
+
+        self._check_models(teacher, student)
+        teacher.trainable = False
+        self.teacher = teacher
+        self.student = student
+
+        # Whether the teacher outputs probabilities: -1 undecided, 0 logits, 1 probabilities.
+        # A variable, so that "auto" is decided once, inside the compiled step, and saved.
+        kind = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
+        if teacher_outputs == "auto" and _is_softmax_output(teacher):
+            kind = 1
+        self._teacher_kind = keras.Variable(kind, dtype="int32", trainable=False,
+                                            name="teacher_output_kind",
+                                            aggregation="only_first_replica")
+        self._build_hints()
+        # Teacher, student and adapters are built: so is the Distiller (BackupAndRestore and
+        # summary() need that before fit).
+        self.built = bool(getattr(student, "built", False))
+
+    # ---------------------------------------------------------------------------------------
+    # construction helpers
+    # ---------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _unique_names(names):
+        seen, out = {}, []
+        for name in names:
+            count = seen.get(name, 0)
+            seen[name] = count + 1
+            out.append(name if count == 0 else f"{name}_{count}")
+        return out
+
+    def _check_models(self, teacher, student):
+        t_in, s_in = _shape_of(teacher, "input_shape"), _shape_of(student, "input_shape")
+        if not _compatible(t_in, s_in):
+            raise ValueError(
+                f"teacher and student take different inputs: teacher input shape {t_in}, "
+                f"student input shape {s_in}. Both must read the same data."
+            )
+        t_out, s_out = _shape_of(teacher, "output_shape"), _shape_of(student, "output_shape")
+        if not _compatible(t_out, s_out):
+            raise ValueError(
+                f"teacher and student disagree on the outputs: teacher output shape {t_out}, "
+                f"student output shape {s_out}. Give the student one logit per teacher class."
+            )
+        if _is_softmax_output(student):
+            raise ValueError(
+                f"The student {student.name!r} ends in a softmax, but distillation needs its "
+                "logits. Remove the softmax from its last layer (e.g. Dense(n) instead of "
+                "Dense(n, activation='softmax')); apply softmax at inference if needed."
+            )
+
+    def _build_hints(self):
+        """Multi-output views of teacher and student that also return the hinted features."""
+        hints = [loss for loss in self.distillation_losses if loss.uses_features]
+        self.hint_adapters = []
+        self._teacher_taps = self._student_taps = None
+        if not hints:
+            return
+        t_feats = [_layer_output(self.teacher, h.teacher_layer, "teacher") for h in hints]
+        s_feats = [_layer_output(self.student, h.student_layer, "student") for h in hints]
+        for i, (h, tf_, sf) in enumerate(zip(hints, t_feats, s_feats)):
+            adapter = _make_adapter(sf.shape, tf_.shape, name=f"hint_adapter_{i}")
+            self.hint_adapters.append(adapter)
+        # Untracked views: they share the layers (and weights) of teacher and student, so the
+        # features and the logits come from one forward pass of each model.
+        views = (
+            keras.Model(self.teacher.inputs, [self.teacher.outputs[0], *t_feats]),
+            keras.Model(self.student.inputs, [self.student.outputs[0], *s_feats]),
+        )
+        object.__setattr__(self, "_teacher_taps", views[0])
+        object.__setattr__(self, "_student_taps", views[1])
+
+    # ---------------------------------------------------------------------------------------
+    # compile / call
+    # ---------------------------------------------------------------------------------------
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configure training.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            loss: the student's loss on the true labels. Default: cross-entropy from logits,
+                sparse for integer labels and categorical for one-hot labels.
+            metrics: metrics on the student's predictions, e.g. ``["accuracy"]``.
+            **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``,
+                ``jit_compile``, ``run_eagerly``...). ``loss_weights`` is a constructor
+                argument of the Distiller, not of ``compile``.
+        """
+        if "loss_weights" in kwargs:
+            raise ValueError(
+                "compile() got loss_weights: distillation loss weights belong to the "
+                "constructor: Distiller(teacher, student, losses=[...], loss_weights=[...])."
+            )
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+        self.student_loss_fn = None if loss is None else keras.losses.get(loss)
+        self._compile_config.config["loss"] = loss
+        self._trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ["loss", "student_loss", "distillation_loss",
+                         *(self._term_names if len(self._term_names) > 1 else [])]
+        }
+
+    @property
+    def metrics(self):
+        trackers = list(getattr(self, "_trackers", {}).values())
+        compiled = [self._compile_metrics] if self._compile_metrics is not None else []
+        return trackers + compiled
+
+    def call(self, inputs, training=None):
+        """The student's logits."""
+        return self.student(inputs, training=training)
+
+    # ---------------------------------------------------------------------------------------
+    # the step
+    # ---------------------------------------------------------------------------------------
+
+    def _teacher_forward(self, x):
+        if self._teacher_taps is not None:
+            out, *feats = self._teacher_taps(x, training=False)
+        else:
+            out, feats = self.teacher(x, training=False), []
+        return ops.stop_gradient(self._as_logits(out)), [ops.stop_gradient(f) for f in feats]
+
+    def _student_forward(self, x, training):
+        if self._student_taps is not None:
+            out, *feats = self._student_taps(x, training=training)
+        else:
+            out, feats = self.student(x, training=training), []
+        return out, feats
+
+    def _as_logits(self, out):
+        """Teacher outputs as logits: probabilities become log-probabilities."""
+        out = ops.cast(out, "float32")
+        if self.teacher_outputs == "logits":
+            return out
+        log_probs = ops.log(ops.maximum(out, _TINY))
+        if self.teacher_outputs == "probabilities":
+            return log_probs
+        kind = self._teacher_kind
+        looks_like_probs = ops.logical_and(
+            ops.all(out >= 0),
+            ops.all(ops.abs(ops.sum(out, axis=-1) - 1.0) < 1e-3),
+        )
+        decided = ops.where(kind < 0, ops.cast(looks_like_probs, "int32"), kind)
+        kind.assign(decided)
+        return ops.where(decided == 1, log_probs, out)
+
+    def _student_loss(self, y, logits, sample_weight):
+        fn = self.student_loss_fn
+        if fn is None:
+            one_hot = (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
+                       and logits.shape[-1] != 1)
+            fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot
+                  else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return fn(y, logits, sample_weight=sample_weight)
+
+    def _terms(self, x, y, sample_weight, training):
+        """Forward passes and every loss term, in float32."""
+        t_logits, t_feats = self._teacher_forward(x)
+        s_logits, s_feats = self._student_forward(x, training)
+        s32 = ops.cast(s_logits, "float32")
+        weights = None
+        if sample_weight is not None:
+            weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        batch = ops.cast(ops.shape(s32)[0], "float32")
+
+        terms, feat_i = [], 0
+        for loss in self.distillation_losses:
+            if loss.uses_features:
+                s_feat = s_feats[feat_i]
+                adapter = self.hint_adapters[feat_i]
+                if adapter is not None:
+                    s_feat = adapter(s_feat, training=training)
+                per_sample = loss.compute(t_feats[feat_i], ops.cast(s_feat, "float32"))
+                feat_i += 1
+            else:
+                per_sample = loss.compute(t_logits, s32, labels=y)
+            if weights is not None:
+                per_sample = per_sample * weights
+            terms.append(ops.sum(per_sample) / batch)
+        distill = sum(w * t for w, t in zip(self.loss_weights, terms))
+        if y is None:
+            student_loss = ops.zeros((), "float32")
+            total = distill
+        else:
+            student_loss = ops.cast(self._student_loss(y, s32, sample_weight), "float32")
+            total = self.alpha * student_loss + (1.0 - self.alpha) * distill
+        # Components first, the total last: a non-finite value is reported by its source.
+        named = {"student_loss": student_loss}
+        if len(terms) > 1:
+            named.update(zip(self._term_names, terms))
+        named.update(distillation_loss=distill, loss=total)
+        return s_logits, named
+
+    def _check_finite(self, named):
+        import tensorflow as tf
+
+        for name, value in named.items():
+            tf.debugging.assert_all_finite(
+                value,
+                f"{_NONFINITE_TAG}: the {name!r} term became NaN or infinite. Lower the "
+                "learning rate, check the data for NaN/inf values, or check the teacher's "
+                "outputs (use teacher_outputs='probabilities' if it ends in softmax).",
+            )
+
+    def _update(self, named, y, y_pred, sample_weight):
+        # Weighted by batch size, as Keras does: epoch values are per-sample means, whatever
+        # the batch size (a short last batch does not count as much as a full one).
+        batch = ops.shape(y_pred)[0]
+        for name, value in named.items():
+            self._trackers[name].update_state(value, sample_weight=batch)
+        if y is not None and self._compile_metrics is not None:
+            self._compile_metrics.update_state(y, y_pred, sample_weight)
+        return self.get_metrics_result()
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        variables = self.student.trainable_variables + [
+            v for a in self.hint_adapters if a is not None for v in a.trainable_variables
+        ]
+        with tf.GradientTape() as tape:
+            y_pred, named = self._terms(x, y, sample_weight, training=True)
+            total = named["loss"]
+            scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") \
+                else total
+        self._check_finite(named)
+        grads = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients(zip(grads, variables))
+        return self._update(named, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y_pred, named = self._terms(x, y, sample_weight, training=False)
+        return self._update(named, y, y_pred, sample_weight)
+
+    def fit(self, *args, **kwargs):
+        """``keras.Model.fit``; a term that becomes NaN or infinite stops it with a message."""
+        import tensorflow as tf
+
+        try:
+            return super().fit(*args, **kwargs)
+        except tf.errors.InvalidArgumentError as err:
+            message = str(getattr(err, "message", err))
+            if _NONFINITE_TAG in message:
+                start = message.index(_NONFINITE_TAG) + len(_NONFINITE_TAG) + 2
+                detail = message[start:].split("\n")[0].split(" : Tensor")[0]
+                raise FloatingPointError(f"Distillation stopped: {detail}") from None
+            raise
+
+    # ---------------------------------------------------------------------------------------
+    # serialization
+    # ---------------------------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "student": keras.saving.serialize_keras_object(self.student),
+            "temperature": self.temperature,
+            "alpha": self.alpha,
+            "losses": [keras.saving.serialize_keras_object(loss)
+                       for loss in self.distillation_losses],
+            "loss_weights": list(self.loss_weights),
+            "teacher_outputs": self.teacher_outputs,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        for key in ("teacher", "student"):
+            config[key] = keras.saving.deserialize_keras_object(config[key])
+        config["losses"] = [keras.saving.deserialize_keras_object(loss)
+                            for loss in config["losses"]]
+        return cls(**config)
+
+    def get_compile_config(self):
+        return self._compile_config.serialize() if self.compiled else {}
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        keep = ("optimizer", "loss", "metrics", "run_eagerly", "steps_per_execution",
+                "jit_compile")
+        self.compile(**{k: v for k, v in config.items() if k in keep})
+        if self.built:
+            self.optimizer.build(self.student.trainable_variables + [
+                v for a in self.hint_adapters if a is not None for v in a.trainable_variables
+            ])
