@@ -11,27 +11,15 @@ import keras
 from keras import ops
 
 from keras_distill import losses as losses_lib
+from keras_distill import teachers as teachers_lib
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
-# Smallest normal float32: probabilities are floored here before the log, so a teacher
-# probability that underflowed to 0 becomes a very negative, finite log-probability.
-_TINY = 1.1754944e-38
 _NONFINITE_TAG = "keras_distill non-finite loss"
 
 
 def _is_softmax_output(model):
-    """True when the model's last layer visibly ends in a softmax."""
-    try:
-        last = model.layers[-1]
-    except (AttributeError, IndexError):
-        return False
-    if isinstance(last, keras.layers.Softmax):
-        return True
-    activation = getattr(last, "activation", None)
-    if activation is None:
-        return False
-    name = getattr(activation, "__name__", str(activation))
-    return name == "softmax" or activation is keras.activations.softmax
+    """True when the model visibly ends in a softmax (or declares probability outputs)."""
+    return bool(teachers_lib.outputs_probabilities(model))
 
 
 def _shape_of(model, attr):
@@ -95,6 +83,23 @@ def _make_adapter(student_shape, teacher_shape, name):
     return keras.Model(inputs, x, name=name)
 
 
+_FROM_LOGITS = {
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+}
+
+
+def _student_loss_from(loss):
+    """The student's label loss: None (default), or a Keras loss; cross-entropy by name is
+    taken from logits, because the student outputs logits."""
+    if loss is None:
+        return None
+    if isinstance(loss, str) and loss in _FROM_LOGITS:
+        return _FROM_LOGITS[loss](from_logits=True)
+    return keras.losses.get(loss)
+
+
 @keras.saving.register_keras_serializable(package="keras_distill")
 class Distiller(keras.Model):
     """Knowledge distillation as a Keras model (Hinton et al., 2015).
@@ -109,8 +114,12 @@ class Distiller(keras.Model):
     batch has no labels, the step distills from the teacher alone (``Σᵢ wᵢ · lossᵢ``).
 
     Args:
-        teacher: a Keras model that outputs logits or probabilities. It is frozen
-            (``teacher.trainable = False``).
+        teacher: a Keras model that outputs logits or probabilities (it is frozen:
+            ``teacher.trainable = False``); a list of models, combined by
+            ``keras_distill.teachers.Ensemble``; a ``keras_distill.teachers.FileTeacher``
+            (a SavedModel, ``.tflite`` or ``.onnx`` file, used through
+            ``fit(..., cache_teacher=True)``); or None, when every batch carries the teacher's
+            outputs (``keras_distill.teachers.cache_outputs``).
         student: a Keras model that outputs logits (no softmax), with the teacher's input and
             output shapes.
         temperature: softening temperature (> 0) for every loss that takes one and was not
@@ -124,6 +133,19 @@ class Distiller(keras.Model):
             ``"auto"``: a visible final softmax means probabilities; otherwise the first batch
             decides (non-negative rows that sum to 1 are probabilities). Probabilities are
             turned into log-probabilities, never treated as logits.
+        teacher_weights: with a list of teachers, one weight per teacher (default equal).
+        teacher_average: with a list of teachers, ``"probabilities"`` (default) or
+            ``"logits"``: what the ensemble averages.
+        augment: a function or Keras layer applied to each training batch before the teacher
+            and the student see it, so both see the same augmented inputs (Beyer et al., 2022).
+            It is called as ``augment(x, training=True)`` when it accepts ``training``.
+        mixup: if > 0, mix pairs of training inputs with weights drawn from
+            Beta(mixup, mixup); the teacher labels the mixed inputs, and the label loss mixes
+            the two labels with the same weight.
+
+    Labels below zero mark unlabeled samples in a batch of integer labels: they add nothing
+    to the label loss or to the metrics, and are still distilled (mix labeled and unlabeled
+    data with ``keras_distill.data.with_unlabeled``).
 
     Example:
         >>> import keras
@@ -141,10 +163,23 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, teacher, student, *, temperature=4.0, alpha=0.1, losses=None,
-                 loss_weights=None, teacher_outputs="auto", **kwargs):
+                 loss_weights=None, teacher_outputs="auto", teacher_weights=None,
+                 teacher_average="probabilities", augment=None, mixup=0.0, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(teacher, keras.Model) and not isinstance(teacher, keras.layers.Layer):
-            raise ValueError(f"teacher must be a keras.Model; got {type(teacher).__name__}.")
+        if isinstance(teacher, (list, tuple)):
+            teacher = teachers_lib.Ensemble(teacher, weights=teacher_weights,
+                                            average=teacher_average, name="teacher_ensemble")
+        elif teacher_weights is not None:
+            raise ValueError("teacher_weights is for a list of teachers; got one teacher.")
+        # A teacher that only gives outputs (a file, or none): kept out of Keras tracking.
+        file_teacher = teacher if isinstance(teacher, teachers_lib.FileTeacher) else None
+        object.__setattr__(self, "file_teacher", file_teacher)
+        if file_teacher is not None:
+            teacher = None
+        if teacher is not None and not isinstance(teacher, keras.layers.Layer):
+            raise ValueError(
+                f"teacher must be a keras.Model, a list of models, a "
+                f"keras_distill.teachers.FileTeacher or None; got {type(teacher).__name__}.")
         if not isinstance(student, keras.Model):
             raise ValueError(f"student must be a keras.Model; got {type(student).__name__}.")
         if teacher is student:
@@ -190,15 +225,25 @@ class Distiller(keras.Model):
         self.loss_weights = [float(w) for w in loss_weights]
         self._term_names = self._unique_names([loss.name for loss in self.distillation_losses])
 
-        self._check_models(teacher, student)
-        teacher.trainable = False
+        if not isinstance(mixup, (int, float)) or mixup < 0:
+            raise ValueError(f"mixup must be a number >= 0 (0 turns it off); got {mixup!r}.")
+        if augment is not None and not callable(augment):
+            raise ValueError(f"augment must be a function or a Keras layer; got {augment!r}.")
+        self.augment = augment
+        self.mixup = float(mixup)
+
+        if teacher is not None:
+            self._check_models(teacher, student)
+            teacher.trainable = False
+        elif _is_softmax_output(student):
+            self._check_models(student, student)  # raises the softmax error
         self.teacher = teacher
         self.student = student
 
         # Whether the teacher outputs probabilities: -1 undecided, 0 logits, 1 probabilities.
         # A variable, so that "auto" is decided once, inside the compiled step, and saved.
         kind = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
-        if teacher_outputs == "auto" and _is_softmax_output(teacher):
+        if teacher_outputs == "auto" and teacher is not None and _is_softmax_output(teacher):
             kind = 1
         self._teacher_kind = keras.Variable(kind, dtype="int32", trainable=False,
                                             name="teacher_output_kind",
@@ -248,6 +293,10 @@ class Distiller(keras.Model):
         self._teacher_taps = self._student_taps = None
         if not hints:
             return
+        if self.teacher is None or isinstance(self.teacher, teachers_lib.Ensemble):
+            raise ValueError(
+                "FeatureHint needs the teacher's intermediate layers: use a single Functional "
+                "or Sequential teacher (not an ensemble, a file or cached outputs).")
         t_feats = [_layer_output(self.teacher, h.teacher_layer, "teacher") for h in hints]
         s_feats = [_layer_output(self.student, h.student_layer, "student") for h in hints]
         for i, (h, tf_, sf) in enumerate(zip(hints, t_feats, s_feats)):
@@ -272,7 +321,9 @@ class Distiller(keras.Model):
         Args:
             optimizer: a Keras optimizer or its name.
             loss: the student's loss on the true labels. Default: cross-entropy from logits,
-                sparse for integer labels and categorical for one-hot labels.
+                sparse for integer labels and categorical for one-hot labels. Cross-entropy
+                names (``"sparse_categorical_crossentropy"``, ...) mean their from-logits form,
+                since the student outputs logits.
             metrics: metrics on the student's predictions, e.g. ``["accuracy"]``.
             **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``,
                 ``jit_compile``, ``run_eagerly``...). ``loss_weights`` is a constructor
@@ -284,7 +335,7 @@ class Distiller(keras.Model):
                 "constructor: Distiller(teacher, student, losses=[...], loss_weights=[...])."
             )
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
-        self.student_loss_fn = None if loss is None else keras.losses.get(loss)
+        self.student_loss_fn = _student_loss_from(loss)
         self._compile_config.config["loss"] = loss
         self._trackers = {
             name: keras.metrics.Mean(name=name)
@@ -306,7 +357,14 @@ class Distiller(keras.Model):
     # the step
     # ---------------------------------------------------------------------------------------
 
-    def _teacher_forward(self, x):
+    def _teacher_forward(self, x, cached=None):
+        if cached is not None:
+            return ops.stop_gradient(self._as_logits(cached)), []
+        if self.teacher is None:
+            raise ValueError(
+                "This Distiller has no Keras teacher, and the batch carries no teacher "
+                "outputs. Train on keras_distill.teachers.cache_outputs(teacher, x, y), or "
+                "call fit(..., cache_teacher=True) with a FileTeacher.")
         if self._teacher_taps is not None:
             out, *feats = self._teacher_taps(x, training=False)
         else:
@@ -325,30 +383,60 @@ class Distiller(keras.Model):
         out = ops.cast(out, "float32")
         if self.teacher_outputs == "logits":
             return out
-        log_probs = ops.log(ops.maximum(out, _TINY))
+        log_probs = teachers_lib.to_log_probs(out)
         if self.teacher_outputs == "probabilities":
             return log_probs
         kind = self._teacher_kind
-        looks_like_probs = ops.logical_and(
-            ops.all(out >= 0),
-            ops.all(ops.abs(ops.sum(out, axis=-1) - 1.0) < 1e-3),
-        )
+        looks_like_probs = teachers_lib.looks_like_probabilities(out)
         decided = ops.where(kind < 0, ops.cast(looks_like_probs, "int32"), kind)
         kind.assign(decided)
         return ops.where(decided == 1, log_probs, out)
 
+    @staticmethod
+    def _split_targets(y):
+        """``(labels, cached teacher outputs)`` from a batch's targets."""
+        if isinstance(y, dict) and teachers_lib.TEACHER_OUTPUTS_KEY in y:
+            return y.get(teachers_lib.LABELS_KEY), y[teachers_lib.TEACHER_OUTPUTS_KEY]
+        return y, None
+
+    @staticmethod
+    def _labeled_mask(y, logits, sample_weight):
+        """For integer labels, weight 0 where the label is < 0 (unlabeled); else unchanged."""
+        sparse = not (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
+                      and logits.shape[-1] != 1)
+        if not sparse or "int" not in str(y.dtype):
+            return y, sample_weight
+        flat = ops.reshape(y, (-1,))
+        mask = ops.cast(flat >= 0, "float32")
+        if sample_weight is not None:
+            mask = mask * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return ops.reshape(ops.maximum(y, 0), ops.shape(y)), mask
+
     def _student_loss(self, y, logits, sample_weight):
+        y, sample_weight = self._labeled_mask(y, logits, sample_weight)
         fn = self.student_loss_fn
         if fn is None:
             one_hot = (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
                        and logits.shape[-1] != 1)
             fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot
                   else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return fn(y, logits, sample_weight=sample_weight)
+        if isinstance(fn, keras.losses.Loss):
+            value = fn(y, logits, sample_weight=sample_weight)
+            if fn.reduction == "sum_over_batch_size":
+                # Keras divides this reduction by the number of replicas under tf.distribute;
+                # every term here is a per-replica mean, scaled once in train_step.
+                import tensorflow as tf
 
-    def _terms(self, x, y, sample_weight, training):
+                value = value * tf.distribute.get_strategy().num_replicas_in_sync
+            return value
+        per_sample = ops.cast(fn(y, logits), "float32")  # a plain function of (y, logits)
+        if sample_weight is not None:
+            per_sample = per_sample * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+        return ops.sum(per_sample) / ops.cast(ops.shape(logits)[0], "float32")
+
+    def _terms(self, x, y, sample_weight, training, cached=None, mix=None):
         """Forward passes and every loss term, in float32."""
-        t_logits, t_feats = self._teacher_forward(x)
+        t_logits, t_feats = self._teacher_forward(x, cached)
         s_logits, s_feats = self._student_forward(x, training)
         s32 = ops.cast(s_logits, "float32")
         weights = None
@@ -376,6 +464,12 @@ class Distiller(keras.Model):
             total = distill
         else:
             student_loss = ops.cast(self._student_loss(y, s32, sample_weight), "float32")
+            if mix is not None:  # mixup: the mixed input's label loss mixes both labels
+                lam, perm = mix
+                other = ops.take(y, perm, axis=0)
+                other_w = None if sample_weight is None else ops.take(sample_weight, perm, 0)
+                student_loss = lam * student_loss + (1.0 - lam) * ops.cast(
+                    self._student_loss(other, s32, other_w), "float32")
             total = self.alpha * student_loss + (1.0 - self.alpha) * distill
         # Components first, the total last: a non-finite value is reported by its source.
         named = {"student_loss": student_loss}
@@ -395,28 +489,70 @@ class Distiller(keras.Model):
                 "outputs (use teacher_outputs='probabilities' if it ends in softmax).",
             )
 
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Update the compiled metrics on the student's predictions and the true labels.
+
+        Cached teacher outputs in ``y`` are set aside, and unlabeled samples (integer labels
+        below zero) are left out.
+        """
+        import tensorflow as tf
+
+        labels, _ = self._split_targets(y)
+        if labels is not None and self._compile_metrics is not None:
+            _, mask = self._labeled_mask(labels, y_pred, None)
+            if mask is not None:  # drop unlabeled rows (plain metrics ignore sample weights)
+                keep = tf.reshape(mask > 0, (-1,))
+                labels, y_pred = tf.boolean_mask(labels, keep), tf.boolean_mask(y_pred, keep)
+                if sample_weight is not None:
+                    sample_weight = tf.boolean_mask(sample_weight, keep)
+            self._compile_metrics.update_state(labels, y_pred, sample_weight)
+        return self.get_metrics_result()
+
     def _update(self, named, y, y_pred, sample_weight):
         # Weighted by batch size, as Keras does: epoch values are per-sample means, whatever
         # the batch size (a short last batch does not count as much as a full one).
         batch = ops.shape(y_pred)[0]
         for name, value in named.items():
             self._trackers[name].update_state(value, sample_weight=batch)
-        if y is not None and self._compile_metrics is not None:
-            self._compile_metrics.update_state(y, y_pred, sample_weight)
-        return self.get_metrics_result()
+        return self.compute_metrics(None, y, y_pred, sample_weight)
+
+    def _augment(self, x, y, sample_weight):
+        """Augmentation and mixup of a training batch: the same inputs for both models."""
+        import tensorflow as tf
+
+        if self.augment is not None:
+            try:
+                x = self.augment(x, training=True)
+            except TypeError:
+                x = self.augment(x)
+        mix = None
+        if self.mixup > 0:
+            batch = tf.shape(x)[0]
+            a = tf.random.gamma((), self.mixup)
+            b = tf.random.gamma((), self.mixup)
+            lam = a / (a + b)
+            perm = tf.random.shuffle(tf.range(batch))
+            x = lam * x + (1.0 - lam) * tf.gather(x, perm)
+            mix = (lam, perm)
+        return x, mix
 
     def train_step(self, data):
         import tensorflow as tf
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        variables = self.student.trainable_variables + [
-            v for a in self.hint_adapters if a is not None for v in a.trainable_variables
-        ]
+        labels, cached = self._split_targets(y)
+        if cached is not None and (self.augment is not None or self.mixup > 0):
+            raise ValueError(
+                "Cached teacher outputs cannot be used with augment or mixup: the teacher must "
+                "see the augmented inputs. Drop the cache, or the augmentation.")
+        x, mix = self._augment(x, labels, sample_weight)
+        variables = self._student_variables()
         with tf.GradientTape() as tape:
-            y_pred, named = self._terms(x, y, sample_weight, training=True)
-            total = named["loss"]
-            scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") \
-                else total
+            y_pred, named = self._terms(x, labels, sample_weight, training=True, cached=cached,
+                                        mix=mix)
+            # Under tf.distribute each replica sees part of the batch and gradients are summed.
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(named["loss"] / replicas)
         self._check_finite(named)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
@@ -424,15 +560,43 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y_pred, named = self._terms(x, y, sample_weight, training=False)
+        labels, cached = self._split_targets(y)
+        y_pred, named = self._terms(x, labels, sample_weight, training=False, cached=cached)
         return self._update(named, y, y_pred, sample_weight)
 
-    def fit(self, *args, **kwargs):
-        """``keras.Model.fit``; a term that becomes NaN or infinite stops it with a message."""
+    def _student_variables(self):
+        return self.student.trainable_variables + [
+            v for a in self.hint_adapters if a is not None for v in a.trainable_variables
+        ]
+
+    def fit(self, x=None, y=None, *args, cache_teacher=False, cache_dir=None,
+            teacher_batch_size=256, **kwargs):
+        """``keras.Model.fit``, plus teacher outputs computed once.
+
+        Args:
+            x, y, *args, **kwargs: as for ``keras.Model.fit``.
+            cache_teacher: run the teacher once per sample of ``x`` (NumPy inputs) before
+                training and reuse its outputs every epoch, instead of running it every step.
+                Only valid when the inputs do not change between epochs (no ``augment`` or
+                ``mixup``). ``self.cache_info`` then says where the outputs came from.
+            cache_dir: with ``cache_teacher``, a folder where the outputs are stored, keyed to
+                the teacher's weights and the data (a stale cache is never reused).
+            teacher_batch_size: batch size of the teacher's one pass.
+
+        A term that becomes NaN or infinite stops training with a ``FloatingPointError`` naming
+        the term.
+        """
         import tensorflow as tf
 
+        if cache_teacher:
+            x, y = self._with_cached_outputs(x, y, cache_dir, teacher_batch_size)
+        elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not (
+                isinstance(y, dict) and teachers_lib.TEACHER_OUTPUTS_KEY in y):
+            raise ValueError(
+                "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
+                "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(x, y, *args, **kwargs)
         except tf.errors.InvalidArgumentError as err:
             message = str(getattr(err, "message", err))
             if _NONFINITE_TAG in message:
@@ -440,6 +604,31 @@ class Distiller(keras.Model):
                 detail = message[start:].split("\n")[0].split(" : Tensor")[0]
                 raise FloatingPointError(f"Distillation stopped: {detail}") from None
             raise
+
+    def _with_cached_outputs(self, x, y, cache_dir, batch_size):
+        import numpy as np
+        import tensorflow as tf
+
+        if self.augment is not None or self.mixup > 0:
+            raise ValueError(
+                "cache_teacher=True cannot be combined with augment or mixup: augmented inputs "
+                "change every epoch, so the teacher must see each one. Turn the cache off, or "
+                "the augmentation.")
+        if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape") or isinstance(y, dict):
+            raise ValueError(
+                "cache_teacher=True needs NumPy arrays x (and y). For a tf.data pipeline, build "
+                "the cached dataset with keras_distill.teachers.cache_outputs(teacher, x, y) "
+                "and fit on it.")
+        teacher = self.file_teacher or self.teacher
+        if teacher is None:
+            raise ValueError("cache_teacher=True needs a teacher (a Keras model or FileTeacher).")
+        outputs, info = teachers_lib.teacher_outputs(teacher, x, batch_size=batch_size,
+                                                     cache_dir=cache_dir)
+        self.cache_info = info
+        targets = {teachers_lib.TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
+        if y is not None:
+            targets[teachers_lib.LABELS_KEY] = np.asarray(y)
+        return x, targets
 
     # ---------------------------------------------------------------------------------------
     # serialization
@@ -449,7 +638,8 @@ class Distiller(keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "teacher": (None if self.teacher is None
+                        else keras.saving.serialize_keras_object(self.teacher)),
             "student": keras.saving.serialize_keras_object(self.student),
             "temperature": self.temperature,
             "alpha": self.alpha,
@@ -457,13 +647,18 @@ class Distiller(keras.Model):
                        for loss in self.distillation_losses],
             "loss_weights": list(self.loss_weights),
             "teacher_outputs": self.teacher_outputs,
+            "mixup": self.mixup,
+            # A Keras layer is saved; a plain function is not (pass it again after loading).
+            "augment": (keras.saving.serialize_keras_object(self.augment)
+                        if isinstance(self.augment, keras.layers.Layer) else None),
         }
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        for key in ("teacher", "student"):
-            config[key] = keras.saving.deserialize_keras_object(config[key])
+        for key in ("teacher", "student", "augment"):
+            if config.get(key) is not None:
+                config[key] = keras.saving.deserialize_keras_object(config[key])
         config["losses"] = [keras.saving.deserialize_keras_object(loss)
                             for loss in config["losses"]]
         return cls(**config)
@@ -477,6 +672,4 @@ class Distiller(keras.Model):
                 "jit_compile")
         self.compile(**{k: v for k, v in config.items() if k in keep})
         if self.built:
-            self.optimizer.build(self.student.trainable_variables + [
-                v for a in self.hint_adapters if a is not None for v in a.trainable_variables
-            ])
+            self.optimizer.build(self._student_variables())

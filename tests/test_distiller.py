@@ -72,6 +72,24 @@ def test_logged_losses_are_per_sample_means_whatever_the_batch_size(small):
     assert uneven == pytest.approx(whole, rel=1e-5)
 
 
+@pytest.mark.parametrize("loss", [None, "sparse_categorical_crossentropy",
+                                  keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                  keras.losses.sparse_categorical_crossentropy])
+def test_student_loss_choices_read_logits(small, loss):
+    x, y = small
+    teacher, student = dense_model(4, 1, "t"), dense_model(4, 7, "s")
+    d = Distiller(teacher, student, alpha=0.5)
+    if callable(loss) and not isinstance(loss, keras.losses.Loss):
+        def per_sample(y_true, y_pred):  # a plain function of (labels, logits)
+            return keras.losses.sparse_categorical_crossentropy(y_true, y_pred, from_logits=True)
+        loss = per_sample
+    d.compile("sgd", loss=loss)
+    got = d.evaluate(x, y, verbose=0, return_dict=True)
+    _, ce, _ = hand_loss(teacher.predict(x, verbose=0).astype("float64"),
+                         student.predict(x, verbose=0).astype("float64"), y, 0.5, 4.0)
+    assert got["student_loss"] == pytest.approx(ce, rel=1e-5)
+
+
 def test_sample_weights_weight_every_term(small):
     x, y = small
     teacher, student = dense_model(4, 1, "t"), dense_model(4, 7, "s")

@@ -1,0 +1,64 @@
+"""Shared pieces of the benchmark scripts: seeded training of teachers and students on digits."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import keras  # noqa: E402
+
+from keras_distill import Distiller  # noqa: E402
+from keras_distill.presets import teacher_cnn  # noqa: E402
+
+
+def sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def train_teacher(data, seed, epochs=20, batch_size=64, **kwargs):
+    keras.utils.set_random_seed(seed)
+    teacher = teacher_cnn(data.input_shape, data.num_classes, **kwargs)
+    teacher.compile(keras.optimizers.Adam(3e-3), sparse_ce(), metrics=["accuracy"])
+    teacher.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return teacher
+
+
+def train_alone(make_student, data, seed, epochs, batch_size=64, lr=3e-3):
+    keras.utils.set_random_seed(seed)
+    student = make_student()
+    student.compile(keras.optimizers.Adam(lr), sparse_ce(), metrics=["accuracy"])
+    student.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return student
+
+
+def distill(teacher, make_student, data, seed, epochs, batch_size=64, lr=3e-3, **kwargs):
+    keras.utils.set_random_seed(seed)
+    student = make_student()
+    distiller = Distiller(teacher, student, **kwargs)
+    distiller.compile(keras.optimizers.Adam(lr), metrics=["accuracy"])
+    distiller.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    return student
+
+
+def accuracy(model, x, y):
+    return float((model.predict(x, verbose=0, batch_size=512).argmax(-1) == y).mean())
+
+
+def mean_std(values):
+    values = [100 * v for v in values]
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):5.1f} ± {std:3.1f}"
+
+
+def print_table(headers, rows):
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    line = "| " + " | ".join(str(h).ljust(w) for h, w in zip(headers, widths)) + " |"
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths)) + " |")

@@ -1,0 +1,392 @@
+"""Teachers: ensembles, teacher outputs computed once (cached), and teachers loaded from files.
+
+The teacher is the expensive half of distillation. When the training inputs are fixed, its
+outputs can be computed once and reused every epoch (``Distiller.fit(..., cache_teacher=True)``
+or ``cache_outputs``); several teachers can be combined into one (``Ensemble``); and a teacher
+known only by its outputs (a SavedModel, a ``.tflite`` or ``.onnx`` file, or logits computed
+elsewhere) drives distillation through the same cached path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+import keras
+import numpy as np
+from keras import ops
+
+TEACHER_OUTPUTS_KEY = "teacher_outputs"
+LABELS_KEY = "labels"
+_TINY = 1.1754944e-38
+
+
+def outputs_probabilities(model):
+    """True when ``model`` visibly outputs probabilities, False when visibly logits, else None.
+
+    A model may declare it with an ``outputs_probabilities`` attribute (``Ensemble`` does);
+    otherwise a final ``Softmax`` layer or softmax activation means probabilities.
+    """
+    declared = getattr(model, "outputs_probabilities", None)
+    if declared is not None:
+        return bool(declared)
+    try:
+        last = model.layers[-1]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    activation = getattr(last, "activation", None)
+    if activation is None:
+        return None
+    name = getattr(activation, "__name__", str(activation))
+    return name == "softmax" or activation is keras.activations.softmax
+
+
+def to_log_probs(p):
+    """Probabilities to log-probabilities, flooring at the smallest normal float32."""
+    return ops.log(ops.maximum(ops.cast(p, "float32"), _TINY))
+
+
+def looks_like_probabilities(out, atol=1e-3):
+    """A boolean tensor: every value >= 0 and every row sums to 1 (within ``atol``)."""
+    out = ops.cast(out, "float32")
+    return ops.logical_and(ops.all(out >= 0), ops.all(ops.abs(ops.sum(out, axis=-1) - 1) < atol))
+
+
+# ------------------------------------------------------------------------------------------
+# Ensembles
+# ------------------------------------------------------------------------------------------
+
+
+@keras.saving.register_keras_serializable(package="keras_distill")
+class Ensemble(keras.Model):
+    """Several teachers combined into one model (Hinton et al., 2015: "from an ensemble").
+
+    Each member may output logits or probabilities (told by ``member_outputs`` or detected:
+    a visible final softmax, else per batch, non-negative rows summing to 1). Members may differ
+    in architecture but must share input and output shapes.
+
+    Args:
+        members: list of Keras models.
+        weights: one non-negative weight per member (normalized to sum to 1). Default equal.
+        average: ``"probabilities"`` (default; the usual definition of an ensemble's
+            prediction: the model outputs the weighted mean of the members' probabilities) or
+            ``"logits"`` (the model outputs the weighted mean of the members' logits, with
+            log-probabilities standing in for a probability member's logits).
+        member_outputs: ``"auto"`` or a list of ``"logits"``/``"probabilities"``, one per member.
+
+    Example:
+        >>> import keras
+        >>> from keras_distill.presets import teacher_cnn
+        >>> ens = Ensemble([teacher_cnn(width=8), teacher_cnn(width=16)], weights=[1, 2])
+        >>> ens.outputs_probabilities
+        True
+    """
+
+    def __init__(self, members, weights=None, average="probabilities", member_outputs="auto",
+                 **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(members, (list, tuple)) or not members:
+            raise ValueError(f"Ensemble needs a non-empty list of models; got {members!r}.")
+        for m in members:
+            if not isinstance(m, keras.Model):
+                raise ValueError(f"Ensemble members must be keras.Model; got {type(m).__name__}.")
+        if average not in ("probabilities", "logits"):
+            raise ValueError(
+                f"average must be 'probabilities' or 'logits'; got {average!r}.")
+        if weights is None:
+            weights = [1.0] * len(members)
+        if len(weights) != len(members) or any(
+                not isinstance(w, (int, float)) or w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(
+                f"weights must be {len(members)} non-negative numbers, not all zero (one per "
+                f"member); got {weights!r}.")
+        if member_outputs == "auto":
+            kinds = [outputs_probabilities(m) for m in members]
+        else:
+            if len(member_outputs) != len(members) or any(
+                    k not in ("logits", "probabilities") for k in member_outputs):
+                raise ValueError(
+                    "member_outputs must be 'auto' or a list with 'logits' or 'probabilities' "
+                    f"for each of the {len(members)} members; got {member_outputs!r}.")
+            kinds = [k == "probabilities" for k in member_outputs]
+        shapes = {tuple(m.output_shape[1:]) for m in members if _has_shape(m)}
+        if len(shapes) > 1:
+            raise ValueError(f"Ensemble members disagree on the output shape: {sorted(shapes)}.")
+        for m in members:
+            m.trainable = False
+        self.members = list(members)
+        self.weights_ = [float(w) / float(sum(weights)) for w in weights]
+        self.average = average
+        self.member_outputs = member_outputs
+        self._kinds = kinds  # True / False / None (decided per batch)
+        self.outputs_probabilities = average == "probabilities"
+        self.built = all(getattr(m, "built", False) for m in members)
+
+    def _member_log_probs_or_logits(self, out, kind):
+        out = ops.cast(out, "float32")
+        if kind is True:
+            return to_log_probs(out), True
+        if kind is False:
+            return out, False
+        return ops.where(looks_like_probabilities(out), to_log_probs(out), out), None
+
+    def call(self, inputs, training=False):
+        total = None
+        for member, w, kind in zip(self.members, self.weights_, self._kinds):
+            out = member(inputs, training=False)
+            z, _ = self._member_log_probs_or_logits(out, kind)
+            term = w * (ops.softmax(z, axis=-1) if self.average == "probabilities" else z)
+            total = term if total is None else total + term
+        return total
+
+    def compute_output_shape(self, input_shape):
+        return self.members[0].compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "members": [keras.saving.serialize_keras_object(m) for m in self.members],
+            "weights": list(self.weights_),
+            "average": self.average,
+            "member_outputs": self.member_outputs,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
+        return cls(**config)
+
+
+def _has_shape(model):
+    try:
+        return model.output_shape is not None
+    except (AttributeError, ValueError, RuntimeError):
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# Teachers from files
+# ------------------------------------------------------------------------------------------
+
+
+class FileTeacher:
+    """A teacher known by a file that Keras cannot train: a SavedModel, ``.tflite`` or ``.onnx``.
+
+    Only its outputs are used: ``predict(x)`` runs it in its own runtime, batch by batch, and
+    ``cache_outputs`` turns those outputs into a dataset the Distiller trains on (with
+    ``Distiller(teacher=None, ...)``).
+
+    Args:
+        path: a SavedModel folder, a ``.tflite`` file or an ``.onnx`` file.
+        batch_size: samples per call (``.tflite`` runs one sample at a time unless its input
+            has a dynamic batch dimension).
+
+    Example:
+        >>> teacher = FileTeacher("exported/teacher_float32.tflite")  # doctest: +SKIP
+        >>> logits = teacher.predict(x)                               # doctest: +SKIP
+    """
+
+    def __init__(self, path, batch_size=256):
+        self.path = os.fspath(path)
+        if not os.path.exists(self.path):
+            raise FileNotFoundError(f"Teacher file not found: {self.path}")
+        self.batch_size = batch_size
+        if os.path.isdir(self.path):
+            self.kind = "saved_model"
+        elif self.path.endswith(".tflite"):
+            self.kind = "tflite"
+        elif self.path.endswith(".onnx"):
+            self.kind = "onnx"
+        else:
+            raise ValueError(
+                f"Cannot use {self.path!r} as a teacher file: expected a SavedModel folder, a "
+                ".tflite or an .onnx file (a .keras file loads with keras.saving.load_model).")
+        self._runner = None
+
+    def _make_runner(self):
+        if self.kind == "saved_model":
+            import tensorflow as tf
+
+            loaded = tf.saved_model.load(self.path)
+            fn = loaded.signatures.get("serving_default")
+            if fn is None:
+                raise ValueError(f"SavedModel {self.path!r} has no 'serving_default' signature.")
+
+            def run(x):
+                out = fn(tf.constant(x))
+                return np.asarray(next(iter(out.values())))
+
+            return run
+        if self.kind == "onnx":
+            import onnxruntime as ort
+
+            session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+            name = session.get_inputs()[0].name
+            return lambda x: session.run(None, {name: x.astype(np.float32)})[0]
+        from ai_edge_litert.interpreter import Interpreter
+
+        with open(self.path, "rb") as f:
+            interpreter = Interpreter(model_content=bytes(f.read()))
+        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+        def run(x):
+            rows = []
+            for sample in x:
+                q = sample[None]
+                scale, zero = inp["quantization"]
+                if inp["dtype"] != np.float32 and scale:
+                    q = np.round(q / scale + zero)
+                interpreter.resize_tensor_input(inp["index"], q.shape)
+                interpreter.allocate_tensors()
+                interpreter.set_tensor(inp["index"], q.astype(inp["dtype"]))
+                interpreter.invoke()
+                r = interpreter.get_tensor(out["index"]).astype(np.float32)
+                scale, zero = out["quantization"]
+                if out["dtype"] != np.float32 and scale:
+                    r = (r - zero) * scale
+                rows.append(r[0])
+            return np.stack(rows)
+
+        return run
+
+    def predict(self, x, batch_size=None, verbose=0):
+        if self._runner is None:
+            self._runner = self._make_runner()
+        x = np.asarray(x, np.float32)
+        bs = batch_size or self.batch_size
+        return np.concatenate([self._runner(x[i:i + bs]) for i in range(0, len(x), bs)])
+
+    def fingerprint(self):
+        """A hash of the file's bytes (of every file, for a SavedModel folder)."""
+        h = hashlib.sha256()
+        paths = [self.path] if os.path.isfile(self.path) else sorted(
+            os.path.join(root, f) for root, _, files in os.walk(self.path) for f in files)
+        for p in paths:
+            with open(p, "rb") as f:
+                h.update(f.read())
+        return h.hexdigest()
+
+
+def load_teacher(path, **kwargs):
+    """A teacher from a file: ``.keras`` loads as a Keras model, other formats as ``FileTeacher``.
+
+    Example:
+        >>> teacher = load_teacher("teacher.keras")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if path.endswith(".keras"):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"Teacher file not found: {path}")
+        return keras.saving.load_model(path, **kwargs)
+    return FileTeacher(path, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# Cached outputs
+# ------------------------------------------------------------------------------------------
+
+
+def fingerprint(teacher, x):
+    """A key for teacher outputs: a hash of the teacher's weights (or file) and of the inputs.
+
+    A cache stored under this key is never reused for other weights or other data.
+    """
+    h = hashlib.sha256()
+    if isinstance(teacher, FileTeacher):
+        h.update(teacher.fingerprint().encode())
+    else:
+        h.update(type(teacher).__name__.encode())
+        for v in teacher.weights:
+            arr = np.ascontiguousarray(keras.ops.convert_to_numpy(v))
+            h.update(str((v.path, arr.shape, arr.dtype)).encode())
+            h.update(arr.tobytes())
+    x = np.ascontiguousarray(x)
+    h.update(str((x.shape, x.dtype)).encode())
+    h.update(memoryview(x).cast("B"))
+    return h.hexdigest()[:32]
+
+
+def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
+    """The teacher's outputs on ``x``, computed once per sample, in batches.
+
+    With ``cache_dir``, they are stored in ``<cache_dir>/teacher-<key>.npy`` (read back as a
+    memory map, so larger-than-memory caches work) together with a ``.json`` description;
+    ``key`` hashes the teacher's weights and the inputs, so a stale cache (other weights, other
+    data) is never reused: it is simply not found, and is recomputed.
+
+    Args:
+        teacher: a Keras model, an ``Ensemble`` or a ``FileTeacher``.
+        x: NumPy inputs.
+        batch_size: samples per teacher call.
+        cache_dir: folder for the cache, or None to keep the outputs in memory only.
+
+    Returns:
+        ``(outputs, info)``: a float32 array with one row per sample, and a dict with ``key``,
+        ``path`` (or None) and ``reused`` (True when read from ``cache_dir``).
+    """
+    x = np.asarray(x)
+    if len(x) == 0:
+        raise ValueError("teacher_outputs: x is empty; pass the training inputs.")
+    key = fingerprint(teacher, x)
+    path = None
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        path = os.path.join(os.fspath(cache_dir), f"teacher-{key}.npy")
+        meta_path = path[:-4] + ".json"
+        if os.path.exists(path) and os.path.exists(meta_path):
+            with open(meta_path) as f:
+                meta = json.load(f)
+            out = np.load(path, mmap_mode="r")
+            if meta.get("key") == key and out.shape[0] == len(x):
+                return out, {"key": key, "path": path, "reused": True}
+    out = None
+    for start in range(0, len(x), batch_size):
+        part = np.asarray(teacher.predict(x[start:start + batch_size], verbose=0),
+                          dtype=np.float32)
+        if out is None:
+            shape = (len(x), *part.shape[1:])
+            if path is not None:
+                tmp = path + ".partial"
+                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+            else:
+                out = np.empty(shape, np.float32)
+        out[start:start + len(part)] = part
+    if path is not None:
+        out.flush()
+        del out
+        os.replace(path + ".partial", path)  # never a half-written cache under the real name
+        with open(path[:-4] + ".json.partial", "w") as f:
+            json.dump({"key": key, "samples": len(x), "teacher": getattr(teacher, "name", None)
+                       or getattr(teacher, "path", None)}, f)
+        os.replace(path[:-4] + ".json.partial", path[:-4] + ".json")
+        out = np.load(path, mmap_mode="r")
+    return out, {"key": key, "path": path, "reused": False}
+
+
+def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
+                  teacher_batch_size=256, cache_dir=None):
+    """A ``tf.data.Dataset`` of ``(x, {"labels": y, "teacher_outputs": t})`` batches.
+
+    The teacher runs once per sample (see ``teacher_outputs``); the Distiller recognizes the
+    ``"teacher_outputs"`` key and skips its teacher. Without ``y`` the dict holds only the
+    teacher outputs (distillation from the teacher alone). Use it for a teacher known only by
+    its outputs (``Distiller(teacher=None, student=...)``) or to reuse one cache across runs.
+
+    Example:
+        >>> ds = cache_outputs(teacher, x_train, y_train, batch_size=64)  # doctest: +SKIP
+        >>> Distiller(None, student).fit(ds, epochs=10)                   # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    outputs, _ = teacher_outputs(teacher, x, batch_size=teacher_batch_size, cache_dir=cache_dir)
+    targets = {TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
+    if y is not None:
+        targets[LABELS_KEY] = np.asarray(y)
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), targets))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
