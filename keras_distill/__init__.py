@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "Distiller": "keras_distill.distiller",
-    "export": "keras_distill.export",
+    # `export` is the subpackage keras_distill/export/, which is callable:
+    # keras_distill.export(model, ...) runs keras_distill.export.export(model, ...).
     "ExportReport": "keras_distill.export",
     "load_digits": "keras_distill.data",
     "Splits": "keras_distill.data",

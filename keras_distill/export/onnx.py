@@ -1,0 +1,110 @@
+"""Conversion of a Keras model to ONNX through tf2onnx, and optional int8 ONNX.
+
+``tf2onnx.convert.from_keras`` fails on Keras 3 models; converting a ``tf.function`` with an
+input signature (dynamic batch dimension) through ``tf2onnx.convert.from_function`` works and
+matches Keras to about 1e-7. tf2onnx 1.17 refuses opsets above 18.
+
+int8 ONNX uses ``onnxruntime.quantization.quantize_static`` (QDQ format, per-channel weights)
+calibrated on representative samples.
+
+tf2onnx, onnx and onnxruntime are imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+DEFAULT_OPSET = 17
+#: Opsets tf2onnx 1.17 can write.
+SUPPORTED_OPSETS = range(9, 19)
+
+
+def check_opset(opset):
+    """Raise ``ValueError`` unless ``opset`` is an opset tf2onnx can write."""
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)) or \
+            opset not in SUPPORTED_OPSETS:
+        raise ValueError(f"onnx_opset={opset!r} is not supported; tf2onnx writes opsets "
+                         f"{SUPPORTED_OPSETS.start}..{SUPPORTED_OPSETS.stop - 1} "
+                         f"(default {DEFAULT_OPSET}).")
+
+
+def convert(model, *, opset=DEFAULT_OPSET):
+    """Convert a single-input Keras model to a float32 ONNX model.
+
+    Args:
+        model: a built ``keras.Model`` with one input.
+        opset: ONNX opset, 9 to 18 (default 17).
+
+    Returns:
+        The serialized ONNX ``ModelProto`` as ``bytes``. The input keeps the Keras input's
+        name and has a dynamic batch dimension.
+
+    Example:
+        >>> data = convert(student)  # doctest: +SKIP
+        >>> open("student_float32.onnx", "wb").write(data)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    from keras_distill.export.tflite import _input_name, input_spec
+
+    check_opset(opset)
+    shape, dtype = input_spec(model)
+    signature = [tf.TensorSpec((None, *shape), dtype, name=_input_name(model))]
+
+    @tf.function(input_signature=signature)
+    def serve(x):
+        return model(x, training=False)
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=int(opset))
+    return proto.SerializeToString()
+
+
+def quantize_int8(onnx_bytes, representative_data):
+    """Statically quantize a float ONNX model to int8 (QDQ format, per-channel weights).
+
+    Args:
+        onnx_bytes: a float32 ONNX model from :func:`convert`.
+        representative_data: float array ``(N, *input_shape)`` for calibration.
+
+    Returns:
+        The int8 ONNX model as ``bytes``. Inputs and outputs stay float32; ONNX Runtime runs
+        the quantized ops in between.
+
+    Example:
+        >>> data = quantize_int8(convert(student), x_train[:300])  # doctest: +SKIP
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if representative_data is None or len(representative_data) == 0:
+        raise ValueError("int8 ONNX needs representative_data for calibration.")
+    samples = np.asarray(representative_data, dtype=np.float32)
+    input_name = onnx.load_from_string(onnx_bytes).graph.input[0].name
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self):
+            self._rows = iter(range(len(samples)))
+
+        def get_next(self):
+            i = next(self._rows, None)
+            return None if i is None else {input_name: samples[i:i + 1]}
+
+    with tempfile.TemporaryDirectory(prefix="keras_distill_onnx_") as tmp:
+        src, pre, dst = (os.path.join(tmp, f) for f in ("f.onnx", "pre.onnx", "q.onnx"))
+        with open(src, "wb") as f:
+            f.write(onnx_bytes)
+        quant_pre_process(src, pre)
+        quantize_static(pre, dst, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        with open(dst, "rb") as f:
+            return f.read()

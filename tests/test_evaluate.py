@@ -1,0 +1,170 @@
+"""Tests for keras_distill.evaluate: artifacts run in LiteRT, ONNX Runtime and TFLM, on their own."""
+
+import json
+import os
+import shutil
+
+import keras
+import numpy as np
+import pytest
+
+from keras_distill import evaluate as ev
+from keras_distill.export import export
+
+
+@pytest.fixture(scope="module")
+def student(digits):
+    from keras_distill.presets import student_cnn
+
+    keras.utils.set_random_seed(0)
+    model = student_cnn(digits.input_shape, digits.num_classes)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(digits.x_train, digits.y_train, epochs=10, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def folder(student, digits, tmp_path_factory):
+    out = tmp_path_factory.mktemp("artifacts")
+    report = export(student, out, name="s", quantization=("float32", "int8"),
+                    representative_data=digits.x_train, eval_data=(digits.x_test, digits.y_test))
+    assert report.ok, [a.error for a in report.failed]
+    return out
+
+
+def _manifest(folder):
+    data = json.loads((folder / "manifest.json").read_text())
+    return {os.path.basename(a["path"]): a for a in data["artifacts"]}
+
+
+def test_quantize_and_dequantize_by_hand():
+    q = ev.quantize([0.0, 0.25, 1.0, 2.0, -1.0], 1 / 255, -128, np.int8)
+    np.testing.assert_array_equal(q, [-128, -64, 127, 127, -128])  # 63.75 -> 64; clipped
+    assert q.dtype == np.int8
+    np.testing.assert_allclose(ev.dequantize([-128, 0, 127], 1 / 255, -128),
+                               [0.0, 128 / 255, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(ev.quantize([3.0], 0.5, 10, np.int16), [16])
+
+
+def test_metrics_by_hand():
+    outputs = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    reference = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    m = ev.metrics(outputs, y=[0, 1, 1], reference=reference)
+    assert m["accuracy"] == pytest.approx(2 / 3)
+    assert m["agreement"] == pytest.approx(2 / 3)
+    assert m["max_abs_error"] == 1.0
+    assert m["mean_abs_error"] == pytest.approx(1 / 3)
+    assert ev.metrics(outputs) == {"accuracy": None, "agreement": None, "max_abs_error": None,
+                                   "mean_abs_error": None}
+
+
+def test_float32_tflite_against_the_keras_model(folder, student, digits):
+    path = folder / "s_float32.tflite"
+    r = ev.evaluate_artifact(path, digits.x_test, digits.y_test, reference=student)
+    expected_acc = float(np.mean(np.argmax(student.predict(digits.x_test, verbose=0), -1)
+                                 == digits.y_test))
+    assert r["format"] == "tflite" and r["runtime"] == "litert"
+    assert r["quantization"] == "float32"
+    assert r["size_bytes"] == r["file_bytes"] == path.stat().st_size
+    assert r["n_samples"] == len(digits.x_test)
+    assert r["accuracy"] == pytest.approx(expected_acc)
+    assert r["agreement"] == 1.0
+    assert r["max_abs_error"] <= 1e-4
+    assert r["latency_ms_median"] > 0
+    assert r["input_dtype"] == r["output_dtype"] == "float32"
+
+
+def test_int8_runner_quantizes_like_a_device(folder, digits):
+    """The runner's float-in/float-out call equals a hand-quantized LiteRT invocation."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = (folder / "s_int8.tflite").read_bytes()
+    runner = ev.LiteRTRunner(data)
+    interp = Interpreter(model_content=data)
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    (in_scale, in_zp), (out_scale, out_zp) = inp["quantization"], out["quantization"]
+    for x1 in (digits.x_test[:1], digits.x_test[7:8]):
+        q = np.clip(np.round(x1 / in_scale) + in_zp, -128, 127).astype(np.int8)
+        interp.set_tensor(inp["index"], q)
+        interp.invoke()
+        expected = (interp.get_tensor(out["index"]).astype(np.float32) - out_zp) * out_scale
+        np.testing.assert_allclose(runner(x1), expected, rtol=1e-6)
+    assert runner.input_dtype == runner.output_dtype == "int8"
+
+
+def test_reference_as_array_and_mismatch(folder, student, digits):
+    x = digits.x_test[:30]
+    reference = student.predict(x, verbose=0)
+    r = ev.evaluate_artifact(folder / "s_int8.tflite", x, reference=reference)
+    assert r["accuracy"] is None and r["agreement"] >= 0.9
+    assert 0 < r["max_abs_error"] < 1.0
+    with pytest.raises(ValueError, match="reference has 29 rows"):
+        ev.evaluate_artifact(folder / "s_int8.tflite", x, reference=reference[:29])
+    with pytest.raises(ValueError, match="3 labels"):
+        ev.evaluate_artifact(folder / "s_int8.tflite", x, y=digits.y_test[:3])
+
+
+def test_micro_source_runs_in_tflm_with_its_recorded_arena(folder, digits):
+    record = _manifest(folder)["s_model_data.cc"]
+    for name in ("s_model_data.cc", "s_model_data.h"):
+        r = ev.evaluate_artifact(folder / name, digits.x_test, digits.y_test)
+        assert r["format"] == "micro" and r["runtime"] == "tflite-micro"
+        assert r["quantization"] == "int8"
+        assert r["arena_size"] == record["details"]["arena"]["arena_size"]
+        assert r["size_bytes"] == record["size_bytes"]
+        assert r["file_bytes"] == (folder / "s_model_data.cc").stat().st_size
+        assert r["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
+
+
+def test_too_small_arena_is_an_error_not_a_crash(folder, digits):
+    with pytest.raises(RuntimeError, match="arena_size=64"):
+        ev.evaluate_artifact(folder / "s_model_data.cc", digits.x_test[:5], arena_size=64)
+
+
+def test_micro_source_without_arena_is_measured(folder, digits, tmp_path):
+    text = (folder / "s_model_data.cc").read_text()
+    stripped = "\n".join(line for line in text.splitlines() if "arena" not in line)
+    (tmp_path / "bare_model_data.cc").write_text(stripped)
+    r = ev.evaluate_artifact(tmp_path / "bare_model_data.cc", digits.x_test[:20])
+    assert r["arena_size"] == _manifest(folder)["s_model_data.cc"]["details"]["arena"][
+        "arena_size"]
+
+
+def test_onnx_artifacts(folder, student, digits):
+    f32 = ev.evaluate_artifact(folder / "s_float32.onnx", digits.x_test, digits.y_test,
+                               reference=student)
+    assert f32["runtime"] == "onnxruntime" and f32["quantization"] == "float32"
+    assert f32["max_abs_error"] <= 1e-4
+    q = ev.evaluate_artifact(folder / "s_int8.onnx", digits.x_test, digits.y_test,
+                             reference=student)
+    assert q["quantization"] == "int8"
+    assert q["agreement"] >= 0.9
+
+
+def test_evaluate_folder_reports_every_file(folder, digits, student, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / "broken.tflite").write_bytes(b"not a flatbuffer")
+    rows = ev.evaluate_folder(copy, digits.x_test, digits.y_test, reference=student)
+    assert [r["file"] for r in rows] == ["broken.tflite", "s_float32.onnx", "s_float32.tflite",
+                                         "s_int8.onnx", "s_int8.tflite", "s_model_data.cc"]
+    assert "error" in rows[0] and "error" not in rows[1]
+    manifest = _manifest(folder)
+    for r in rows[1:]:
+        assert r["accuracy"] == pytest.approx(manifest[r["file"]]["metrics"]["accuracy"])
+        assert r["agreement"] == pytest.approx(manifest[r["file"]]["metrics"]["agreement"])
+    table = ev.format_table(rows)
+    assert "broken.tflite" in table and "s_model_data.cc" in table
+    assert [r["file"] for r in ev.evaluate(copy / "s_int8.tflite", digits.x_test[:5])] == [
+        "s_int8.tflite"]
+
+
+def test_bad_paths_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="model.pb"):
+        ev.artifact_format("model.pb")
+    with pytest.raises(ValueError, match="no artifacts"):
+        ev.evaluate_folder(tmp_path, np.zeros((1, 8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match="not a folder"):
+        ev.evaluate_folder(tmp_path / "missing", np.zeros((1, 8, 8, 1), "float32"))
