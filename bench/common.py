@@ -10,10 +10,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import keras  # noqa: E402
+import keras
 
-from keras_distill import Distiller  # noqa: E402
-from keras_distill.presets import teacher_cnn  # noqa: E402
+from keras_distill import Distiller
+from keras_distill.presets import teacher_cnn
 
 
 def sparse_ce():

@@ -220,7 +220,7 @@ class Distiller(keras.Model):
                 f"but loss_weights={loss_weights!r}."
             )
         for w in loss_weights:
-            if not isinstance(w, (int, float)) or w < 0 or w != w:
+            if not isinstance(w, (int, float)) or not w >= 0:  # also rejects NaN
                 raise ValueError(f"loss_weights must be numbers >= 0; got {loss_weights!r}.")
         self.loss_weights = [float(w) for w in loss_weights]
         self._term_names = self._unique_names([loss.name for loss in self.distillation_losses])
@@ -588,6 +588,10 @@ class Distiller(keras.Model):
         """
         import tensorflow as tf
 
+        self._check_arrays(x, y, "fit")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_arrays(validation[0], validation[1], "validation_data")
         if cache_teacher:
             x, y = self._with_cached_outputs(x, y, cache_dir, teacher_batch_size)
         elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not (
@@ -604,6 +608,58 @@ class Distiller(keras.Model):
                 detail = message[start:].split("\n")[0].split(" : Tensor")[0]
                 raise FloatingPointError(f"Distillation stopped: {detail}") from None
             raise
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""
+        self._check_arrays(x, y, "evaluate")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_arrays(self, x, y, where):
+        """Clear errors for NumPy data a step would choke on (or silently learn NaN from)."""
+        import numpy as np
+
+        if not isinstance(x, np.ndarray):
+            return  # datasets, generators, dicts: checked by Keras as they stream
+        if len(x) == 0:
+            raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
+        expected = _shape_of(self.student, "input_shape")
+        if expected is not None and not _compatible(expected, (None, *x.shape[1:])):
+            raise ValueError(
+                f"{where}: inputs of shape {x.shape[1:]} do not match the models' input shape "
+                f"{tuple(expected[1:])}. Reshape the data (e.g. add a channel axis with "
+                "x[..., None]) or build the models for this shape.")
+        if np.issubdtype(x.dtype, np.floating):
+            bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+            if bad.any():
+                rows = np.flatnonzero(bad)
+                raise ValueError(
+                    f"{where}: x has NaN or infinite values in {len(rows)} sample(s), e.g. rows "
+                    f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before training.")
+        if y is None or isinstance(y, dict) or not hasattr(y, "shape"):
+            return
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}; give one "
+                             "label per sample.")
+        classes = _shape_of(self.student, "output_shape")
+        classes = classes[-1] if classes else None
+        if np.issubdtype(y.dtype, np.integer) and classes:
+            if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+                raise ValueError(
+                    f"{where}: integer labels must have shape (N,) or (N, 1); got {y.shape}. "
+                    "One-hot labels must be floats of shape (N, classes).")
+            if len(y) and (y.max() >= classes or y.min() < -1):
+                raise ValueError(
+                    f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for an "
+                    f"unlabeled sample); found values from {y.min()} to {y.max()}. The student "
+                    f"has {classes} outputs.")
+        elif np.issubdtype(y.dtype, np.floating):
+            if not np.isfinite(y).all():
+                raise ValueError(f"{where}: y has NaN or infinite values; fix the labels.")
+            if y.ndim == 2 and classes and y.shape[1] not in (1, classes):
+                raise ValueError(
+                    f"{where}: one-hot labels have {y.shape[1]} columns but the student has "
+                    f"{classes} outputs.")
 
     def _with_cached_outputs(self, x, y, cache_dir, batch_size):
         import numpy as np

@@ -344,9 +344,12 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
             if meta.get("key") == key and out.shape[0] == len(x):
                 return out, {"key": key, "path": path, "reused": True}
     out = None
-    for start in range(0, len(x), batch_size):
-        part = np.asarray(teacher.predict(x[start:start + batch_size], verbose=0),
-                          dtype=np.float32)
+    # Large chunks, each one predict() call in batches: a predict() call has a fixed cost, and
+    # a chunk bounds the memory a memory-mapped x needs at once.
+    chunk = max(batch_size, 16384)
+    for start in range(0, len(x), chunk):
+        part = np.asarray(teacher.predict(x[start:start + chunk], batch_size=batch_size,
+                                          verbose=0), dtype=np.float32)
         if out is None:
             shape = (len(x), *part.shape[1:])
             if path is not None:
