@@ -36,13 +36,31 @@ def train_alone(make_student, data, seed, epochs, batch_size=64, lr=3e-3):
     return student
 
 
-def distill(teacher, make_student, data, seed, epochs, batch_size=64, lr=3e-3, **kwargs):
+def distill(teacher, make_student, data, seed, epochs, batch_size=64, lr=3e-3, callbacks=None,
+            **kwargs):
     keras.utils.set_random_seed(seed)
     student = make_student()
     distiller = Distiller(teacher, student, **kwargs)
     distiller.compile(keras.optimizers.Adam(lr), metrics=["accuracy"])
-    distiller.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0)
+    distiller.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0,
+                  callbacks=callbacks)
     return student
+
+
+def int8_accuracy(model, data, representative=True):
+    """Test accuracy of the int8 TFLite model, run in LiteRT, through keras_distill.export."""
+    import tempfile
+
+    from keras_distill.export import export
+
+    with tempfile.TemporaryDirectory() as out:
+        report = export(model, out, formats=("tflite",), quantization=("int8",),
+                        representative_data=data.x_train[:300] if representative else None,
+                        eval_data=(data.x_test, data.y_test))
+        artifact = report.get("tflite", "int8")
+        if not artifact.ok:
+            raise RuntimeError(artifact.error)
+        return artifact.metrics["accuracy"]
 
 
 def accuracy(model, x, y):

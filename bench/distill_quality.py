@@ -7,6 +7,9 @@ Sections (``--section``, default all):
 - ``teachers``: a student distilled from an ensemble of three teachers versus from the best
   single one; with 20% of the labels, a student distilled on the labeled part only versus on
   the labeled part plus the other 80% as unlabeled inputs; with and without augmentation.
+- ``students``: a shrunk teacher distilled from random init versus from transferred weights; a
+  linear student alone versus distilled; int8 accuracy after post-training quantization versus
+  after quantization-aware distillation; a 50%-pruned student versus the dense one.
 
     python bench/distill_quality.py                       # 3 seeds, ~12 minutes on 2 cores
     python bench/distill_quality.py --section losses --seeds 1
@@ -17,7 +20,15 @@ import time
 
 import keras
 import numpy as np
-from common import accuracy, distill, mean_std, print_table, train_alone, train_teacher
+from common import (
+    accuracy,
+    distill,
+    int8_accuracy,
+    mean_std,
+    print_table,
+    train_alone,
+    train_teacher,
+)
 
 from keras_distill import losses
 from keras_distill.data import load_digits
@@ -95,7 +106,61 @@ def section_teachers(data, seed, args, results, make_student):
         accuracy(mix, data.x_test, data.y_test))
 
 
-SECTIONS = {"losses": section_losses, "teachers": section_teachers}
+def section_students(data, seed, args, results, make_student):
+    from keras_distill import students
+    from keras_distill.quantize import prune, quantize_aware, sparsity_report, strip_pruning
+
+    teacher = train_teacher(data, seed)
+
+    # Structure and parameter transfer: a teacher shrunk to a quarter of its width.
+    def shrunk(method=None):
+        def make():
+            student = students.shrink(teacher, width=0.25, name="shrunk")
+            if method:
+                students.transfer_weights(teacher, student, method=method)
+            return student
+        return make
+
+    params = shrunk()().count_params()
+    label = f"shrink(teacher, 0.25) ({params:,} params), distilled {args.epochs // 3} epochs"
+    for method, row in ((None, "random init"), ("select", 'transfer "select"'),
+                        ("first", 'transfer "first"')):
+        student = distill(teacher, shrunk(method), data, seed, args.epochs // 3)
+        results[f"{label}: {row}"].append(accuracy(student, data.x_test, data.y_test))
+
+    # Simple students.
+    def linear():
+        return students.linear(data.input_shape, data.num_classes)
+
+    alone = train_alone(linear, data, seed, args.epochs)
+    results["linear student (650 params): alone"].append(
+        accuracy(alone, data.x_test, data.y_test))
+    student = distill(teacher, linear, data, seed, args.epochs)
+    results["linear student: distilled"].append(accuracy(student, data.x_test, data.y_test))
+
+    # int8 after post-training quantization versus after quantization-aware distillation.
+    dense = distill(teacher, make_student, data, seed, args.epochs)
+    results["student: distilled, float32 (Keras)"].append(
+        accuracy(dense, data.x_test, data.y_test))
+    results["student: distilled, then PTQ int8 (TFLite)"].append(int8_accuracy(dense, data))
+
+    q = distill(teacher, lambda: quantize_aware(dense), data, seed, 5, lr=3e-4)
+    results["student: distilled, then 5 epochs QAT distillation, int8 (TFLite)"].append(
+        int8_accuracy(q, data, representative=False))
+
+    # 50% magnitude pruning during distillation (same initialization as the dense student).
+    keras.utils.set_random_seed(seed)
+    model, callback = prune(make_student(), target_sparsity=0.5)
+    student = distill(teacher, lambda: model, data, seed, args.epochs, callbacks=[callback])
+    plain = strip_pruning(student, callback)
+    results["student: distilled with 50% pruning"].append(
+        accuracy(plain, data.x_test, data.y_test))
+    results["  (measured sparsity of the pruned student)"].append(
+        sparsity_report(plain).overall)
+
+
+SECTIONS = {"losses": section_losses, "teachers": section_teachers,
+            "students": section_students}
 
 
 def main():

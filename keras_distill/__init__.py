@@ -21,9 +21,9 @@ _EXPORTS = {
     "Splits": "keras_distill.data",
 }
 _SUBMODULES = {"losses", "data", "presets", "distiller", "export", "evaluate", "students",
-               "quantize", "teachers", "report", "cli"}
+               "quantize", "teachers", "report", "cli", "config", "pipeline", "io"}
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
+__all__ = ["__version__", *_EXPORTS, *sorted(_SUBMODULES)]
 
 
 def __getattr__(name):

@@ -35,7 +35,7 @@ def _check_temperature(temperature, allow_none=False):
         value = float(temperature)
     except (TypeError, ValueError):
         raise ValueError(f"temperature must be a positive number; got {temperature!r}.") from None
-    if not value > 0 or value != value or value == float("inf"):
+    if not 0 < value < float("inf"):  # also rejects NaN
         raise ValueError(
             f"temperature must be a positive, finite number (1 means no softening, 2-8 is "
             f"typical); got {temperature!r}."
