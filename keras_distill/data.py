@@ -105,3 +105,271 @@ def representative_samples(x, n=200, *, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x))[: min(n, len(x))]
     return x[np.sort(idx)]
+
+
+# ------------------------------------------------------------------------------------------
+# Other sources: .npz files, image folders, keras.datasets
+# ------------------------------------------------------------------------------------------
+
+#: Class names of the keras.datasets that ``load`` accepts.
+KERAS_DATASETS = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion_mnist": ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                      "sneaker", "bag", "ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"],
+    "cifar100": [str(i) for i in range(100)],
+}
+_OFFLINE_HINT = ("Offline, use data = \"digits\" (bundled with scikit-learn), a .npz file with "
+                 "x_train and y_train, or an image folder (one subfolder per class).")
+
+
+class DataError(ValueError):
+    """Data that cannot be loaded: a missing file or key, bad shapes, no network."""
+
+
+def load(source="digits", *, validation_fraction=0.15, test_fraction=0.2, seed=0,
+         image_size=None, color_mode="rgb") -> Splits:
+    """Load a dataset by name or path, split into train / validation / test.
+
+    Args:
+        source: ``"digits"`` (bundled, no network); a ``keras.datasets`` name (``"mnist"``,
+            ``"fashion_mnist"``, ``"cifar10"``, ``"cifar100"``; downloaded on first use); the
+            path of a ``.npz`` file (see :func:`load_npz`); or an image folder with one
+            subfolder per class (see :func:`load_image_folder`).
+        validation_fraction, test_fraction: held-out fractions for splits the data lacks.
+        seed: seed of the splits.
+        image_size, color_mode: for image folders.
+
+    Returns:
+        :class:`Splits`.
+
+    Raises:
+        DataError: the source cannot be loaded; offline downloads name the alternatives.
+
+    Example:
+        >>> load("digits").summary()
+        'digits: 1167 train / 270 validation / 360 test samples of shape (8, 8, 1), 10 classes'
+    """
+    import os
+
+    source = os.fspath(source)
+    if source == "digits":
+        return load_digits(validation_fraction=validation_fraction, test_fraction=test_fraction,
+                           seed=seed)
+    if source in KERAS_DATASETS:
+        return load_keras_dataset(source, validation_fraction=validation_fraction, seed=seed)
+    if source.endswith(".npz"):
+        return load_npz(source, validation_fraction=validation_fraction,
+                        test_fraction=test_fraction, seed=seed)
+    if os.path.isdir(source):
+        return load_image_folder(source, validation_fraction=validation_fraction,
+                                 test_fraction=test_fraction, seed=seed, image_size=image_size,
+                                 color_mode=color_mode)
+    raise DataError(
+        f"Unknown data source {source!r}: expected 'digits', a keras.datasets name "
+        f"({', '.join(KERAS_DATASETS)}), a .npz file or an image folder.")
+
+
+def _images(x, what):
+    """Inputs as float32 images ``(N, H, W, C)``: integers are divided by 255, ``(N, H, W)``
+    gets a channel axis."""
+    x = np.asarray(x)
+    if x.dtype == object or x.ndim < 2:
+        raise DataError(f"{what} has shape {x.shape} and dtype {x.dtype}; expected a numeric "
+                        "array of N samples, e.g. (N, height, width) or (N, height, width, "
+                        "channels).")
+    if np.issubdtype(x.dtype, np.integer) or x.dtype == bool:
+        x = x.astype("float32") / 255.0
+    x = x.astype("float32")
+    if x.ndim == 3:
+        x = x[..., None]
+    return x
+
+
+def _labels(y, what, n):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        y = np.argmax(y, axis=-1)
+    y = y.reshape(-1)
+    if len(y) != n:
+        raise DataError(f"{what} has {len(y)} labels for {n} samples.")
+    if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise DataError(f"{what} must hold integer class indices (or one-hot rows).")
+    if len(y) and y.min() < 0:
+        raise DataError(f"{what} has negative class index {int(y.min())}.")
+    return y.astype("int32")
+
+
+def load_npz(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0) -> Splits:
+    """A dataset from a ``.npz`` file.
+
+    The file holds ``x_train`` and ``y_train``, and optionally ``x_val``/``y_val``,
+    ``x_test``/``y_test`` and ``class_names``. A missing validation or test pair is split from
+    the training data (stratified): ``test_fraction`` of it for the test set, then
+    ``validation_fraction`` of the original training data for validation. Integer inputs are
+    divided by 255; ``(N, H, W)`` inputs get a channel axis; labels may be indices or one-hot.
+
+    Example:
+        >>> np.savez("data.npz", x_train=x, y_train=y)  # doctest: +SKIP
+        >>> load_npz("data.npz").summary()              # doctest: +SKIP
+    """
+    import os
+
+    name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise DataError(f"data file not found: {path}") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} as a .npz file: {exc}") from None
+    missing = [k for k in ("x_train", "y_train") if k not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks {' and '.join(missing)}; a .npz data file holds x_train "
+                        f"and y_train (optionally x_val, y_val, x_test, y_test, class_names). "
+                        f"It has: {', '.join(sorted(arrays)) or 'nothing'}.")
+    for part in ("val", "test"):
+        if (f"x_{part}" in arrays) != (f"y_{part}" in arrays):
+            raise DataError(f"{path} has only one of x_{part} and y_{part}; give both or "
+                            "neither.")
+    parts = {}
+    for part in ("train", "val", "test"):
+        if f"x_{part}" in arrays:
+            x = _images(arrays[f"x_{part}"], f"{path}: x_{part}")
+            parts[part] = (x, _labels(arrays[f"y_{part}"], f"{path}: y_{part}", len(x)))
+    x, y = parts["train"]
+    n = len(x)
+    if "test" not in parts:
+        x, x_test, y, y_test = _split_off(x, y, test_fraction, seed)
+        parts["test"] = (x_test, y_test)
+    if "val" not in parts:
+        x, x_val, y, y_val = _split_off(x, y, validation_fraction * n / len(x), seed)
+        parts["val"] = (x_val, y_val)
+    shapes = {p: v[0].shape[1:] for p, v in parts.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"{path}: the splits have different sample shapes {shapes}.")
+    num_classes = int(max(int(v[1].max()) for v in parts.values() if len(v[1])) + 1)
+    if "class_names" in arrays:
+        class_names = [str(c) for c in np.asarray(arrays["class_names"]).reshape(-1)]
+        if len(class_names) < num_classes:
+            raise DataError(f"{path}: class_names has {len(class_names)} names but the labels "
+                            f"go up to {num_classes - 1}.")
+        num_classes = len(class_names)
+    else:
+        class_names = [str(i) for i in range(num_classes)]
+    return Splits(x, y, *parts["val"], *parts["test"], num_classes=num_classes,
+                  class_names=class_names, name=name)
+
+
+def _split_off(x, y, fraction, seed):
+    """``(x_rest, x_part, y_rest, y_part)``, stratified when every class has 2+ samples."""
+    from sklearn.model_selection import train_test_split
+
+    if len(x) < 3:
+        raise DataError(f"only {len(x)} training samples: too few to split off validation or "
+                        "test data; give x_val/y_val and x_test/y_test.")
+    counts = np.bincount(y)
+    strat = y if counts[counts > 0].min() >= 2 else None
+    try:
+        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=strat)
+    except ValueError:  # too few samples per class for a stratified split of that size
+        return train_test_split(x, y, test_size=fraction, random_state=seed)
+
+
+def load_image_folder(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
+                      image_size=None, color_mode="rgb") -> Splits:
+    """Images in class subfolders (``path/<class>/<image>``), read with
+    ``keras.utils.image_dataset_from_directory``, scaled to [0, 1] and split.
+
+    Args:
+        image_size: ``(height, width)`` to resize to; default the size of the first image.
+        color_mode: ``"grayscale"``, ``"rgb"`` or ``"rgba"``.
+
+    Example:
+        >>> load_image_folder("flowers/", image_size=(32, 32)).class_names  # doctest: +SKIP
+        ['daisy', 'rose', 'tulip']
+    """
+    import os
+
+    import keras
+
+    path = os.fspath(path)
+    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
+    if not classes:
+        raise DataError(f"image folder {path!r} has no class subfolders; expected "
+                        f"{path}/<class name>/<image files>.")
+    if image_size is None:
+        image_size = _first_image_size(path, classes)
+    try:
+        ds = keras.utils.image_dataset_from_directory(
+            path, labels="inferred", label_mode="int", color_mode=color_mode,
+            image_size=tuple(image_size), batch_size=256, shuffle=False, verbose=False)
+    except ValueError as exc:
+        raise DataError(f"cannot read images from {path!r}: {exc}") from None
+    xs, ys = [], []
+    for xb, yb in ds.as_numpy_iterator():
+        xs.append(xb)
+        ys.append(yb)
+    if not xs:
+        raise DataError(f"image folder {path!r} has no images.")
+    x = (np.concatenate(xs) / 255.0).astype("float32")
+    y = np.concatenate(ys).astype("int32")
+    name = os.path.basename(os.path.normpath(path)) or "images"
+    x_rest, x_test, y_rest, y_test = _split_off(x, y, test_fraction, seed)
+    x_train, x_val, y_train, y_val = _split_off(
+        x_rest, y_rest, validation_fraction / (1.0 - test_fraction), seed)
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test,
+                  num_classes=len(ds.class_names), class_names=list(ds.class_names), name=name)
+
+
+def _first_image_size(path, classes):
+    import os
+
+    import keras
+
+    for c in classes:
+        folder = os.path.join(path, c)
+        for f in sorted(os.listdir(folder)):
+            if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
+                width, height = keras.utils.load_img(os.path.join(folder, f)).size
+                return (height, width)
+    raise DataError(f"image folder {path!r} has no .png/.jpg/.jpeg/.bmp/.gif images in "
+                    f"its class subfolders {classes}.")
+
+
+def load_keras_dataset(name, *, validation_fraction=0.15, seed=0) -> Splits:
+    """A ``keras.datasets`` image dataset (downloaded once into ``~/.keras/datasets``).
+
+    Its own test split is kept; ``validation_fraction`` of the training data is held out.
+
+    Raises:
+        DataError: an unknown name, or the download failed (the message says that it needs
+            the internet and which offline sources work instead).
+
+    Example:
+        >>> load_keras_dataset("mnist").input_shape  # doctest: +SKIP
+        (28, 28, 1)
+    """
+    import keras
+
+    if name not in KERAS_DATASETS:
+        raise DataError(f"Unknown keras.datasets name {name!r}; expected one of "
+                        f"{', '.join(KERAS_DATASETS)}.")
+    try:
+        (x, y), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as exc:  # keras raises a bare Exception("URL fetch failure on ...")
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) or "URL fetch failure" in str(exc) or "urlopen" in text:
+            raise DataError(
+                f"Could not download keras.datasets {name!r}: it needs the internet the first "
+                f"time ({text.splitlines()[0] if text else 'download failed'}). "
+                + _OFFLINE_HINT) from None
+        raise
+    x, x_test = _images(x, f"{name} x_train"), _images(x_test, f"{name} x_test")
+    y, y_test = _labels(y, f"{name} y_train", len(x)), _labels(y_test, f"{name} y_test",
+                                                              len(x_test))
+    x_train, x_val, y_train, y_val = _split_off(x, y, validation_fraction, seed)
+    names = KERAS_DATASETS[name]
+    return Splits(x_train, y_train, x_val, y_val, x_test, y_test, num_classes=len(names),
+                  class_names=list(names), name=name)

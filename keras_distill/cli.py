@@ -1,0 +1,296 @@
+"""The ``keras-distill`` command: argument parsing only; the work is in ``keras_distill.pipeline``.
+
+Usage::
+
+    keras-distill run                          # digits: teacher, baseline, distilled, export
+    keras-distill run --config run.toml --epochs 10 --out-dir out
+    keras-distill run --print-config > run.toml  # every key, resolved, as TOML
+    keras-distill distill --teacher teacher.keras --student student_cnn --data digits
+    keras-distill export exported/student_distilled.keras --formats tflite --quantization int8
+    keras-distill evaluate exported/            # every artifact in the folder, on test data
+
+Every configuration key has a flag of the same name (``out_dir`` ↔ ``--out-dir``,
+``teacher.epochs`` ↔ ``--teacher-epochs``; ``--data``, ``--teacher``, ``--student`` set
+``data.source``, ``teacher.model``, ``student.model``); a flag overrides the ``--config`` file.
+See ``keras_distill.config``.
+
+Exit codes: 0 success; 2 usage error (unknown flag, bad flag value); 1 failure (bad config
+file, missing file, failed artifact...), reported on one line of stderr. ``--debug`` shows the
+traceback.
+
+Only the standard library is imported at module level, so ``--help`` does not load TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+PROG = "keras-distill"
+
+_SHORT_HELP = {
+    "run": "the whole job: teacher, baseline and distilled student, export, reports",
+    "distill": "distill a student from a teacher into a .keras file",
+    "export": "export a .keras model to TFLite, ONNX and TFLite Micro, verified",
+    "evaluate": "run artifacts in their runtimes on test data",
+}
+_DESCRIPTIONS = {
+    "run": "Train a teacher, train the student alone (baseline) and distill it, export the "
+           "better student to TFLite / ONNX / TFLite Micro, verify every artifact and write "
+           "report.md, manifest.json and report.png. With no arguments: the bundled digits "
+           "data, teacher_cnn and student_cnn, into ./exported.",
+    "distill": "Distill a student (a preset or a .keras file) from a teacher (a .keras file, or "
+               "a preset trained first) and save <out_dir>/student_distilled.keras.",
+    "export": "Export a .keras model to TFLite (every quantization mode), ONNX and TFLite "
+              "Micro, calibrated on the training split and verified on the test split.",
+    "evaluate": "Run an artifact (.tflite, .onnx, *_model_data.cc) or every artifact in a "
+                "folder in its runtime on the test split: accuracy, agreement, size, latency.",
+}
+_GROUPS = {"": "training", "data": "data", "teacher": "teacher", "student": "student"}
+_EXPORT_KEYS = {"formats", "quantization", "calibration_samples", "export_student"}
+_GENERAL_KEYS = {"seed", "out_dir", "quiet", "safe_mode"}
+_METAVARS = {"data.source": "SOURCE", "teacher.model": "MODEL", "student.model": "MODEL",
+             "int": "N", "float": "X", "list": "A,B", "int_list": "H,W", "float_list": "W,W"}
+
+
+def _version():
+    from keras_distill import __version__
+
+    return __version__
+
+
+def _add_key_flags(parser, command):
+    from keras_distill import config
+
+    groups = {}
+
+    def group(title):
+        if title not in groups:
+            groups[title] = parser.add_argument_group(f"{title} options")
+        return groups[title]
+
+    for path, key in config.SCHEMA.items():
+        if command not in key.commands or key.kind == "table":
+            continue
+        section = path.rpartition(".")[0]
+        if path in _EXPORT_KEYS:
+            title = "export"
+        elif path in _GENERAL_KEYS:
+            title = "general"
+        else:
+            title = _GROUPS.get(section, section)
+        default = key.default
+        if isinstance(default, list):
+            default = ",".join(d["name"] if isinstance(d, dict) else str(d) for d in default)
+        help_text = f"{key.help} [key {path}" + (
+            "]" if default is None else f"; default: {default}]")
+        if key.kind == "bool":
+            group(title).add_argument(key.flag, dest=path, action=argparse.BooleanOptionalAction,
+                                      default=argparse.SUPPRESS, help=help_text)
+        else:
+            metavar = _METAVARS.get(path) or ("PATH" if key.is_path else _METAVARS.get(
+                key.kind, "NAME"))
+            group(title).add_argument(key.flag, dest=path, metavar=metavar,
+                                      default=argparse.SUPPRESS, help=help_text)
+
+
+def build_parser():
+    """The argument parser (no TensorFlow import)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, allow_abbrev=False,
+        description="Knowledge distillation for Keras 3, and export of the student to TFLite, "
+                    "ONNX and TensorFlow Lite Micro, verified in each runtime.",
+        epilog="Each command has its own --help. Configuration keys and flags: "
+               "every key has a flag of the same name (out_dir <-> --out-dir, teacher.epochs "
+               "<-> --teacher-epochs); a flag overrides the --config file.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command, description in _DESCRIPTIONS.items():
+        # no abbreviations: --epoch must not silently mean --epochs
+        p = sub.add_parser(command, help=_SHORT_HELP[command], allow_abbrev=False,
+                           description=description)
+        if command == "export":
+            p.add_argument("model", metavar="MODEL.keras", help="the Keras model to export")
+        if command == "evaluate":
+            p.add_argument("path", metavar="ARTIFACT_OR_FOLDER",
+                           help="a .tflite, .onnx or *_model_data.cc file, or a folder of them")
+        p.add_argument("--config", metavar="FILE.toml",
+                       help="TOML configuration file (flags override it)")
+        if command == "run":
+            p.add_argument("--print-config", action="store_true",
+                           help="print the resolved configuration as TOML and exit")
+        if command == "export":
+            p.add_argument("--name", help="base name of the files (default: the model file's "
+                                          "name)")
+        if command == "evaluate":
+            p.add_argument("--reference", metavar="MODEL.keras",
+                           help="compare outputs with this model (default: teacher.keras next "
+                                "to the artifacts, if any)")
+            p.add_argument("--json", action="store_true", help="print the results as JSON")
+        p.add_argument("--debug", action="store_true",
+                       help="show the full traceback of an error")
+        _add_key_flags(p, command)
+    return parser
+
+
+# ------------------------------------------------------------------------------------------
+# running
+# ------------------------------------------------------------------------------------------
+
+
+def _error(message, code):
+    message = " ".join(str(message).split())
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _silenced_native_stderr(enabled=True):
+    """Send file descriptor 2 to /dev/null: TensorFlow's C++ start-up lines (absl, CUDA stub)
+    bypass Python's logging. Python exceptions still propagate after it is restored."""
+    if not enabled:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _start_tensorflow():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if "tensorflow" not in sys.modules:
+        with _silenced_native_stderr():
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+
+
+def _run(args, cfg):
+    from keras_distill import pipeline
+
+    with _silenced_native_stderr(cfg["quiet"]):
+        result = pipeline.run(cfg, command=" ".join([PROG, *args.argv]))
+    print()
+    print(result.table())
+    print()
+    print(f"Exported: {result.selected}. {result.reason}")
+    files = ", ".join(f for f in (pipeline.REPORT, pipeline.MANIFEST, pipeline.PLOT))
+    print(f"Wrote {result.out_dir}/ ({files}, the .keras models and the artifacts).")
+    if result.errors:
+        return _error(f"{len(result.errors)} artifact(s) failed: {'; '.join(result.errors)} "
+                      f"(see {result.out_dir}/{pipeline.REPORT}).", 1)
+    return 0
+
+
+def _distill(args, cfg):
+    from keras_distill import pipeline
+
+    with _silenced_native_stderr(cfg["quiet"]):
+        result = pipeline.distill(cfg)
+    print()
+    print(result.table())
+    print(f"\nSaved the distilled student to {result.path}.")
+    return 0
+
+
+def _export(args, cfg):
+    from keras_distill import pipeline
+
+    with _silenced_native_stderr(cfg["quiet"]):
+        result = pipeline.export(cfg, args.model, name=args.name)
+    print()
+    print(result.table())
+    print(f"\nWrote {result.out_dir}/ (artifacts, manifest.json, report.md, report.png).")
+    if result.errors:
+        return _error(f"{len(result.errors)} artifact(s) failed: {'; '.join(result.errors)}.", 1)
+    return 0
+
+
+def _evaluate(args, cfg):
+    from keras_distill import pipeline
+
+    with _silenced_native_stderr(cfg["quiet"]):
+        result = pipeline.evaluate(cfg, args.path, reference=args.reference)
+    if args.json:
+        from keras_distill.evaluate import to_json
+
+        print(to_json(result.results))
+    else:
+        print()
+        print(result.table())
+    if result.errors:
+        return _error(f"{len(result.errors)} artifact(s) could not be run: "
+                      + "; ".join(f"{r['file']}: {r['error']}" for r in result.errors), 1)
+    return 0
+
+
+_COMMANDS = {"run": _run, "distill": _distill, "export": _export, "evaluate": _evaluate}
+
+
+def main(argv=None):
+    """Entry point of the ``keras-distill`` console script.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 1 failure, 2 usage error.
+
+    Example:
+        >>> main(["run", "--epochs", "0"])  # doctest: +SKIP
+        keras-distill: error: --epochs: epochs = 0 is not allowed; expected an integer >= 1.
+        2
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version (0) or a usage error (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return _error("choose a command: run, distill, export or evaluate (see --help).", 2)
+    args.argv = argv
+
+    from keras_distill import config
+
+    overrides = {k: v for k, v in vars(args).items() if k in config.SCHEMA}
+    try:
+        cfg = config.load(args.config, overrides)
+    except config.ConfigError as exc:
+        return _error(exc, 2 if exc.usage else 1)
+    if getattr(args, "print_config", False):
+        print(cfg.to_toml(), end="")
+        return 0
+
+    _start_tensorflow()
+    try:
+        return _COMMANDS[args.command](args, cfg)
+    except KeyboardInterrupt:
+        return _error("interrupted.", 130)
+    except (ValueError, OSError, FloatingPointError) as exc:
+        # User mistakes (bad data or model files, unwritable folders, ...): one line.
+        if args.debug:
+            raise
+        return _error(exc, 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""Tables, the run's manifest and report, and the accuracy-versus-size plot.
+
+One :class:`Row` per Keras model or exported artifact; the same rows make the console table
+(:func:`format_table`), the Markdown table (:func:`markdown_table`) and the plot
+(:func:`plot_accuracy_vs_size`). Files are written atomically (a temporary file, then a
+rename), so a crash never leaves a half-written report.
+
+Example:
+    >>> rows = [Row("teacher", "keras", params=66218, size_bytes=300_000, accuracy=0.99,
+    ...             agreement=1.0, latency_ms=0.9),
+    ...         Row("student_int8.tflite", "tflite", "int8", params=3818, size_bytes=8_500,
+    ...             accuracy=0.97, agreement=0.97, latency_ms=0.04)]
+    >>> print(format_table(rows))  # doctest: +NORMALIZE_WHITESPACE
+    model / artifact     runtime  quantization  params  size KiB  test acc  agreement  latency ms
+    teacher              keras    float32       66,218     293.0    0.9900     1.0000       0.900
+    student_int8.tflite  tflite   int8           3,818       8.3    0.9700     0.9700       0.040
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+
+__all__ = [
+    "Row",
+    "format_table",
+    "markdown_table",
+    "plot_accuracy_vs_size",
+    "run_markdown",
+    "write_json",
+    "write_text",
+]
+
+
+@dataclasses.dataclass
+class Row:
+    """One model or artifact in a table.
+
+    Attributes:
+        name: what it is: a model name (``"teacher"``) or an artifact's file name.
+        runtime: ``"keras"``, ``"tflite"``, ``"onnx"`` or ``"micro"``.
+        quantization: ``"float32"`` (Keras models), ``"int8"``...
+        params: parameter count of the model (of the exported model, for an artifact).
+        size_bytes: size on disk (a ``.keras`` file; the flatbuffer or ONNX bytes).
+        accuracy: test accuracy.
+        agreement: top-1 agreement with the reference (the teacher, in a run).
+        latency_ms: median time of one single-sample call.
+        status: ``"ok"`` or ``"failed"``.
+        note: e.g. ``"exported"``, or the error.
+    """
+
+    name: str
+    runtime: str
+    quantization: str | None = "float32"
+    params: int | None = None
+    size_bytes: int | None = None
+    accuracy: float | None = None
+    agreement: float | None = None
+    latency_ms: float | None = None
+    status: str = "ok"
+    note: str = ""
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+_HEADER = ["model / artifact", "runtime", "quantization", "params", "size KiB", "test acc",
+           "agreement", "latency ms"]
+
+
+def _cells(row, missing):
+    def fmt(value, spec):
+        return missing if value is None else format(value, spec)
+
+    cells = [row.name, row.runtime, row.quantization or missing, fmt(row.params, ","),
+             fmt(None if row.size_bytes is None else row.size_bytes / 1024, ".1f"),
+             fmt(row.accuracy, ".4f"), fmt(row.agreement, ".4f"), fmt(row.latency_ms, ".3f")]
+    if row.status != "ok":
+        cells[5:] = ["failed", missing, missing]
+    return cells
+
+
+def format_table(rows, *, agreement_label="agreement", notes=True):
+    """A plain-text table, numbers right-aligned; ``note`` (if any) after the last column.
+
+    Args:
+        rows: :class:`Row` objects.
+        agreement_label: header of the agreement column (e.g. ``"agree teacher"``).
+        notes: append each row's ``note``.
+    """
+    header = [*_HEADER[:6], agreement_label, _HEADER[7]]
+    table = [header] + [_cells(r, "-") for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = []
+    for i, line in enumerate(table):
+        parts = [c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in
+                 enumerate(zip(line, widths))]
+        text = "  ".join(parts)
+        if notes and i > 0 and rows[i - 1].note:
+            text += "  " + rows[i - 1].note
+        lines.append(text.rstrip())
+    return "\n".join(lines)
+
+
+def markdown_table(rows, *, agreement_label="agreement"):
+    """The rows as a Markdown table, with a ``note`` column."""
+    header = [*_HEADER[:6], agreement_label, _HEADER[7], "note"]
+    lines = ["| " + " | ".join(header) + " |",
+             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        cells = _cells(r, "—") + [r.note.replace("|", "\\|") or ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size"):
+    """Save a scatter plot of test accuracy against size (log scale), one labelled point per
+    row that has both. Keras models are squares, artifacts circles; uses the Agg backend.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if r.status == "ok" and r.accuracy is not None
+              and r.size_bytes]
+    markers = {"keras": "s", "tflite": "o", "onnx": "^", "micro": "D"}
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    try:
+        for runtime, marker in markers.items():
+            group = [r for r in points if r.runtime == runtime]
+            if group:
+                ax.scatter([r.size_bytes / 1024 for r in group], [100 * r.accuracy for r in group],
+                           marker=marker, s=46, label=runtime, zorder=3)
+        for r, offset in zip(points, _label_offsets(points)):
+            ax.annotate(_short_label(r), (r.size_bytes / 1024, 100 * r.accuracy), fontsize=7,
+                        xytext=offset, textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"}
+                        if abs(offset[1]) > 12 else None)
+        ax.set_xscale("log")
+        ax.set_xlabel("size (KiB, log scale)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        if points:
+            ax.legend(loc="lower right", fontsize=8)
+            xs = [r.size_bytes / 1024 for r in points]
+            ax.set_xlim(min(xs) / 1.6, max(xs) * 3.0)
+        fig.tight_layout()
+        _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _short_label(row):
+    if row.runtime == "keras":
+        return row.name
+    return f"{row.runtime} {row.quantization}"
+
+
+def _label_offsets(points):
+    """Text offsets (points) that fan out the labels of points at the same accuracy."""
+    offsets = [None] * len(points)
+    clusters = {}
+    for i, r in enumerate(points):
+        clusters.setdefault(round(100 * r.accuracy, 1), []).append(i)
+    for members in clusters.values():
+        members.sort(key=lambda i: points[i].size_bytes)
+        for rank, i in enumerate(members):
+            step = rank // 2 + 1
+            dy = 11 * step - 5 if rank % 2 == 0 else -(11 * step + 3)
+            offsets[i] = (6, dy if len(members) > 1 else 4)
+    return offsets
+
+
+def _atomic(path, write):
+    """Call ``write(tmp_path)``, then rename the temporary file to ``path``."""
+    path = os.path.abspath(os.fspath(path))
+    folder, base = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return _atomic(path, write)
+
+
+def write_json(path, obj):
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    return write_text(path, json.dumps(obj, indent=2, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return value.tolist()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return str(value)
+
+
+def run_markdown(manifest, rows):
+    """``report.md`` of a ``keras-distill run``, from its manifest and table rows."""
+    data = manifest["data"]
+    sel = manifest["selected"]
+    lines = ["# keras-distill run", "",
+             f"Data: {data['summary']}.", "",
+             f"**Exported student: {sel['student']}.** {sel['reason']}", "",
+             markdown_table(rows, agreement_label="agree teacher"), "",
+             ("Test accuracy and top-1 agreement with the teacher on the test split; latency is "
+              "the median of single-sample calls (Keras: `predict_on_batch`; artifacts: their "
+              "runtime with one thread). Sizes: the `.keras` file, the `.tflite`/`.onnx` file, "
+              "the flatbuffer inside the micro `.cc`.")]
+    failed = [a for a in manifest.get("artifacts", []) if a.get("status") != "ok"]
+    if failed:
+        lines += ["", "## Failures", ""]
+        lines += [f"- **{a['format']}/{a['quantization']}**: {a.get('error')}" for a in failed]
+    notes = manifest.get("notes") or []
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
+    timings = manifest.get("seconds", {})
+    if timings:
+        lines += ["", "## Time", "",
+                  ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()) + "."]
+    lines += ["", "## Files", ""] + [f"- `{f}`" for f in manifest.get("files", [])]
+    lines += ["", ("Reproduce: `keras-distill run --config config.toml` (the resolved "
+                   "configuration, written next to this report).")]
+    return "\n".join(lines) + "\n"

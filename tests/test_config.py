@@ -1,0 +1,274 @@
+"""keras_distill.config: the TOML schema, its error messages and the flag mapping."""
+
+import inspect
+import os
+
+import pytest
+import tomllib
+
+from keras_distill import config
+from keras_distill.config import SCHEMA, ConfigError, flag_name, load
+
+
+def write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_the_default_run():
+    cfg = load()
+    assert cfg["epochs"] == 30 and cfg["batch_size"] == 64 and cfg["seed"] == 0
+    assert cfg["temperature"] == 4.0 and cfg["alpha"] == 0.1
+    assert cfg["losses"] == [{"name": "soft_target_kl"}]
+    assert cfg["formats"] == ["tflite", "onnx", "micro"]
+    assert cfg["quantization"] == ["float32", "float16", "dynamic", "int8", "int16x8"]
+    assert cfg["data.source"] == "digits" and cfg["out_dir"] == "exported"
+    assert cfg["teacher.model"] == "teacher_cnn" and cfg["student.model"] == "student_cnn"
+    assert cfg.teacher_epochs() == 20
+    assert all(cfg.origin(p) == "default" for p in SCHEMA)
+
+
+def test_example_toml_lists_every_key_and_loads_to_the_defaults(tmp_path):
+    text = config.example_toml()
+    for path in SCHEMA:
+        assert path.rpartition(".")[2] in text
+    cfg = load(write(tmp_path, text)).to_dict()
+    defaults = load().to_dict()
+    assert cfg.pop("out_dir") == str(tmp_path / "exported")  # relative to the file
+    defaults.pop("out_dir")
+    assert cfg == defaults
+
+
+def test_file_values_and_flags_override_in_order(tmp_path):
+    path = write(tmp_path, """
+epochs = 7
+temperature = 2.5
+losses = ["kl", "logit_mse"]
+loss_weights = [1, 0.5]
+[teacher]
+epochs = 3
+preset_args = {width = 16}
+""")
+    cfg = load(path, {"epochs": "9", "alpha": "0.5"})
+    assert cfg["epochs"] == 9 and cfg.origin("epochs") == "--epochs"
+    assert cfg["temperature"] == 2.5 and cfg.origin("temperature") == path
+    assert cfg["alpha"] == 0.5
+    assert cfg["losses"] == [{"name": "kl"}, {"name": "logit_mse"}]
+    assert cfg["loss_weights"] == [1.0, 0.5]
+    assert cfg["teacher.epochs"] == 3 and cfg["teacher.preset_args"] == {"width": 16}
+    assert cfg.origin("seed") == "default"
+
+
+@pytest.mark.parametrize("text, key, allowed", [
+    ("alpha = 1.5", "alpha", "a number in [0, 1]"),
+    ("temperature = 0", "temperature", "a number > 0"),
+    ("epochs = 0", "epochs", "an integer >= 1"),
+    ("epochs = 2.5", "epochs", "an integer >= 1"),
+    ("batch_size = true", "batch_size", "an integer >= 1"),
+    ('formats = ["tflite", "coreml"]', "formats", "'tflite', 'onnx', 'micro'"),
+    ("quantization = []", "quantization", "'float32', 'float16', 'dynamic', 'int8', 'int16x8'"),
+    ('losses = ["kld"]', "losses", "'soft_target_kl'"),
+    ('export_student = "best"', "export_student", "'auto', 'distilled', 'baseline'"),
+    ('quiet = "yes"', "quiet", "true or false"),
+    ('[data]\nsource = "imagenet"', "data.source", "'digits', a keras.datasets name"),
+    ('[data]\ncolor_mode = "cmyk"', "data.color_mode", "'grayscale', 'rgb', 'rgba'"),
+    ("[data]\nimage_size = [32]", "data.image_size", "a list of two integers >= 1"),
+    ('[teacher]\nmodel = "resnet50"', "teacher.model", "'teacher_cnn', 'student_cnn'"),
+    ("[teacher]\nepochs = -1", "teacher.epochs", "an integer >= 0"),
+])
+def test_bad_value_names_key_allowed_values_and_file(tmp_path, text, key, allowed):
+    path = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: {key} = ")
+    assert allowed in message
+    assert info.value.key == key and info.value.where == path and not info.value.usage
+
+
+def test_unknown_key_lists_allowed_keys_and_suggests(tmp_path):
+    path = write(tmp_path, "temprature = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    message = str(info.value)
+    assert path in message and "'temprature'" in message
+    assert "Did you mean 'temperature'?" in message
+    for key in ("alpha", "epochs", "out_dir", "[teacher]"):
+        assert key in message
+
+    path = write(tmp_path, "[teacher]\nwidth = 3\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'teacher.width' in \[teacher\]; "
+                                          r"allowed keys: epochs, learning_rate, model, "
+                                          r"preset_args"):
+        load(path)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("qat = true", "qat"),
+    ("prune = 0.5", "prune"),
+    ('[student]\nfrom_teacher = "teacher.keras"', "student.from_teacher"),
+    ('[teacher]\nmodels = ["a.keras", "b.keras"]', "teacher.models"),
+])
+def test_reserved_keys_say_later_version(tmp_path, text, key):
+    with pytest.raises(ConfigError, match=f"key '{key}' .* reserved for a later version"):
+        load(write(tmp_path, text + "\n"))
+
+
+def test_invalid_toml_and_missing_file_name_the_file(tmp_path):
+    path = write(tmp_path, "epochs = = 3\n")
+    with pytest.raises(ConfigError, match=f"{path}: not valid TOML"):
+        load(path)
+    with pytest.raises(ConfigError, match="config file not found: .*nope.toml"):
+        load(str(tmp_path / "nope.toml"))
+
+
+def test_shorthand_tables_and_paths_relative_to_the_file(tmp_path):
+    sub = tmp_path / "conf"
+    sub.mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "t.keras").write_bytes(b"")
+    (tmp_path / "d.npz").write_bytes(b"")
+    path = write(sub, 'data = "../d.npz"\nteacher = "../models/t.keras"\nstudent = "student_mlp"\n'
+                      'out_dir = "out"\n')
+    cfg = load(path)
+    assert cfg["data.source"] == str(tmp_path / "d.npz")
+    assert cfg["teacher.model"] == str(tmp_path / "models" / "t.keras")
+    assert cfg["student.model"] == "student_mlp"
+    assert cfg["out_dir"] == str(sub / "out")
+    assert cfg.teacher_epochs() == 0  # a teacher file is used as it is
+    # flags are relative to the current folder, and a missing file is named
+    with pytest.raises(ConfigError, match=r"--teacher: teacher.model = .*file not found"):
+        load(None, {"teacher.model": "missing.keras"})
+
+
+def test_flag_values_are_parsed_and_bad_ones_are_usage_errors():
+    cfg = load(None, {"formats": "tflite,micro", "quantization": "int8", "epochs": "3",
+                      "data.image_size": "16,16", "quiet": True})
+    assert cfg["formats"] == ["tflite", "micro"] and cfg["quantization"] == ["int8"]
+    assert cfg["epochs"] == 3 and cfg["data.image_size"] == [16, 16] and cfg["quiet"] is True
+    assert load(None, {"formats": ""})["formats"] == []  # no export
+    with pytest.raises(ConfigError) as info:
+        load(None, {"epochs": "ten"})
+    assert str(info.value) == "--epochs: epochs = \"ten\" is not allowed; expected an " \
+                              "integer >= 1."
+    assert info.value.usage
+
+
+def test_losses_as_tables(tmp_path):
+    path = write(tmp_path, """
+losses = ["soft_target_kl", {name = "feature_hint", teacher_layer = "relu3", student_layer = "conv2"},
+          {name = "dkd", beta = 4}]
+loss_weights = [1, 0.5, 1]
+""")
+    cfg = load(path)
+    assert cfg["losses"][1] == {"name": "feature_hint", "teacher_layer": "relu3",
+                                "student_layer": "conv2"}
+    assert cfg["losses"][2] == {"name": "dkd", "beta": 4.0}
+    with pytest.raises(ConfigError, match="a table for 'feature_hint'"):
+        load(None, {"losses": "feature_hint"})
+    with pytest.raises(ConfigError, match="for loss 'kl', only the arguments temperature"):
+        load(write(tmp_path, 'losses = [{name = "kl", beta = 2}]\n'))
+
+
+def test_losses_from_config_build_the_loss_objects(tmp_path):
+    from keras_distill import losses, pipeline
+
+    cfg = load(write(tmp_path, 'losses = ["kl", {name = "feature_hint", teacher_layer = "relu3",'
+                               ' student_layer = "conv2"}, {name = "decoupled_kd", beta = 4}]\n'))
+    built = pipeline._losses(cfg)
+    assert [type(x) for x in built] == [losses.SoftTargetKL, losses.FeatureHint,
+                                        losses.DecoupledKD]
+    assert (built[1].teacher_layer, built[1].student_layer) == ("relu3", "conv2")
+    assert built[2].beta == 4.0
+
+
+def test_checks_across_keys(tmp_path):
+    with pytest.raises(ConfigError, match="loss_weights has 2 weight.* but losses has 1"):
+        load(write(tmp_path, "loss_weights = [1, 2]\n"))
+    with pytest.raises(ConfigError, match="leaves no training data"):
+        load(None, {"data.validation_fraction": "0.5", "data.test_fraction": "0.5"})
+    with pytest.raises(ConfigError, match=r"has 'units', which preset 'student_cnn' does not "
+                                          r"take; allowed: width"):
+        load(write(tmp_path, "[student]\npreset_args = {units = 3}\n"))
+    (tmp_path / "s.keras").write_bytes(b"")
+    with pytest.raises(ConfigError, match="student.preset_args only applies to a preset"):
+        load(write(tmp_path, '[student]\nmodel = "s.keras"\npreset_args = {width = 3}\n'))
+
+
+def test_to_toml_reproduces_the_config(tmp_path):
+    cfg = load(write(tmp_path, """
+epochs = 3
+out_dir = "out"
+losses = ["kl", {name = "feature_hint", teacher_layer = "relu3", student_layer = "conv2"}]
+loss_weights = [1.0, 2.0]
+formats = []
+[data]
+image_size = [8, 8]
+[teacher]
+preset_args = {width = 8, dropout = 0.1}
+"""))
+    sub = tmp_path / "elsewhere"
+    sub.mkdir()
+    again = load(write(sub, cfg.to_toml(), "again.toml"))
+    assert again.to_dict() == cfg.to_dict()  # out_dir was written absolute
+    assert load(write(sub, cfg.to_toml(replace={"out_dir": "."}), "dot.toml"))["out_dir"] \
+        == str(sub)
+    assert tomllib.loads(cfg.to_toml())["teacher"]["preset_args"] == {"width": 8, "dropout": 0.1}
+
+
+def test_flag_names_follow_one_rule():
+    assert flag_name("out_dir") == "--out-dir"
+    assert flag_name("teacher.epochs") == "--teacher-epochs"
+    assert flag_name("data.test_fraction") == "--data-test-fraction"
+    assert (flag_name("data.source"), flag_name("teacher.model"), flag_name("student.model")) \
+        == ("--data", "--teacher", "--student")
+    flags = [k.flag for k in SCHEMA.values()]
+    assert len(flags) == len(set(flags))
+
+
+def test_config_imports_only_the_standard_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, keras_distill.config as c; c.load(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('numpy', 'keras', 'tensorflow', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.stdout.strip() == "[]"
+
+
+# --- the schema's copies of library names stay in sync with the library ----------------------
+
+
+def test_preset_args_match_the_presets():
+    from keras_distill import presets
+
+    assert set(config.PRESET_ARGS) == set(presets.PRESETS)
+    for name, fn in presets.PRESETS.items():
+        keyword_only = [p.name for p in inspect.signature(fn).parameters.values()
+                        if p.kind is p.KEYWORD_ONLY and p.name != "name"]
+        assert tuple(keyword_only) == config.PRESET_ARGS[name], name
+
+
+def test_loss_names_match_the_losses():
+    from keras_distill import losses
+
+    assert set(config.LOSS_ARGS) == set(losses.ALIASES) | {"feature_hint"}
+    classes = {**losses.ALIASES, "feature_hint": losses.FeatureHint}
+    for name, cls in classes.items():
+        params = [p for p in inspect.signature(cls.__init__).parameters
+                  if p not in ("self", "name", "kwargs")]
+        assert set(params) == set(config.LOSS_ARGS[name]), name
+
+
+def test_formats_and_datasets_match_export_and_data():
+    import importlib
+
+    from keras_distill import data
+
+    export = importlib.import_module("keras_distill.export")
+    assert config.FORMATS == export.FORMATS
+    assert config.QUANTIZATION_MODES == tuple(export.QUANTIZATION_MODES)
+    assert set(config.KERAS_DATASETS) == set(data.KERAS_DATASETS)

@@ -1,0 +1,115 @@
+"""keras_distill.data: digits, .npz files, image folders, keras.datasets (offline)."""
+
+import numpy as np
+import pytest
+
+from keras_distill import data
+from keras_distill.data import DataError
+
+
+def test_digits_splits_are_fixed_by_the_seed():
+    a, b = data.load("digits", seed=0), data.load("digits", seed=0)
+    assert (len(a.x_train), len(a.x_val), len(a.x_test)) == (1167, 270, 360)
+    assert a.x_train.shape[1:] == (8, 8, 1) and a.x_train.dtype == np.float32
+    assert 0.0 <= a.x_train.min() and a.x_train.max() <= 1.0
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(data.load("digits", seed=1).y_test, a.y_test)
+
+
+def test_npz_with_train_only_is_split(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (200, 6, 6), dtype=np.uint8)
+    y = np.repeat(np.arange(4), 50)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)
+    s = data.load(str(tmp_path / "d.npz"), validation_fraction=0.1, test_fraction=0.25)
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (130, 20, 50)
+    assert s.input_shape == (6, 6, 1) and s.num_classes == 4 and s.name == "d"
+    assert s.x_train.dtype == np.float32 and s.x_train.max() <= 1.0  # uint8 / 255
+    counts = np.bincount(s.y_test)
+    assert counts.max() - counts.min() <= 1  # stratified
+
+
+def test_npz_keeps_given_splits_onehot_labels_and_class_names(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((60, 5, 5, 3), dtype=np.float32)
+    y = np.eye(3)[np.arange(60) % 3]
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:9], y_test=y[:9],
+             class_names=np.array(["cat", "dog", "owl"]))
+    s = data.load_npz(tmp_path / "d.npz", validation_fraction=0.2)
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (48, 12, 9)
+    np.testing.assert_array_equal(s.y_test, np.arange(9) % 3)
+    np.testing.assert_allclose(s.x_test, x[:9])  # floats are kept as they are
+    assert s.class_names == ["cat", "dog", "owl"] and s.input_shape == (5, 5, 3)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x": np.zeros((4, 2, 2))}, "lacks x_train and y_train"),
+    ({"x_train": np.zeros((9, 2, 2)), "y_train": np.zeros(9), "x_val": np.zeros((2, 2, 2))},
+     "only one of x_val and y_val"),
+    ({"x_train": np.zeros((9, 2, 2)), "y_train": np.zeros(8)}, "8 labels for 9 samples"),
+    ({"x_train": np.zeros((9, 2, 2)), "y_train": np.zeros(9), "x_test": np.zeros((3, 3, 3)),
+      "y_test": np.zeros(3)}, "different sample shapes"),
+])
+def test_bad_npz_files_say_what_is_wrong(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        data.load(str(tmp_path / "bad.npz"))
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(["circle", "square"]):
+        (tmp_path / name).mkdir()
+        for i in range(20):
+            pixels = rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / name / f"{i}.png")
+    s = data.load(str(tmp_path))
+    assert s.input_shape == (12, 10, 3)  # the first image's size
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (26, 6, 8)
+    assert s.class_names == ["circle", "square"] and s.num_classes == 2
+    assert 0.0 <= s.x_train.min() and s.x_train.max() <= 1.0
+    g = data.load_image_folder(tmp_path, image_size=(8, 8), color_mode="grayscale")
+    assert g.input_shape == (8, 8, 1)
+
+
+def test_image_folder_without_classes(tmp_path):
+    with pytest.raises(DataError, match="has no class subfolders"):
+        data.load(str(tmp_path))
+
+
+def test_keras_dataset_offline_says_so(monkeypatch):
+    import keras
+
+    def offline():
+        # what keras.utils.get_file raises when the name cannot be resolved
+        raise Exception(  # noqa: TRY002
+            "URL fetch failure on https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+            "mnist.npz: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", offline)
+    with pytest.raises(DataError) as info:
+        data.load("mnist")
+    message = str(info.value)
+    assert "keras.datasets 'mnist'" in message and "needs the internet" in message
+    assert "Name or service not known" in message
+    for alternative in ('"digits"', ".npz", "image folder"):
+        assert alternative in message
+
+
+def test_keras_dataset_loads_and_splits(monkeypatch):
+    import keras
+
+    x = np.zeros((100, 4, 4), np.uint8)
+    y = np.arange(100) % 10
+    monkeypatch.setattr(keras.datasets.mnist, "load_data",
+                        lambda: ((x, y), (x[:20], y[:20].reshape(-1, 1))))
+    s = data.load("mnist", validation_fraction=0.1)
+    assert (len(s.x_train), len(s.x_val), len(s.x_test)) == (90, 10, 20)
+    assert s.input_shape == (4, 4, 1) and s.num_classes == 10
+
+
+def test_unknown_source():
+    with pytest.raises(DataError, match="Unknown data source 'imagenet'"):
+        data.load("imagenet")

@@ -1,0 +1,153 @@
+"""keras_distill.report: tables, atomic writes, the plot; and how a run picks its student."""
+
+import json
+import os
+
+import pytest
+
+from keras_distill import report
+from keras_distill.report import Row
+
+ROWS = [
+    Row("teacher", "keras", "float32", 65834, 323_075, 0.9917, 1.0, 1.107),
+    Row("student_distilled", "keras", "float32", 3818, 41_219, 0.9722, 0.975, 0.683,
+        note="exported"),
+    Row("student_int8.tflite", "tflite", "int8", 3818, 8_744, 0.9722, 0.975, 0.024),
+    Row("student_int16x8.tflite", "tflite", "int16x8", 3818, None, status="failed",
+        note="ConverterError: boom"),
+]
+
+
+def test_format_table_aligns_and_formats_numbers():
+    lines = report.format_table(ROWS, agreement_label="agree teacher").splitlines()
+    assert len(lines) == 1 + len(ROWS)
+    assert lines[0].split() == ["model", "/", "artifact", "runtime", "quantization", "params",
+                                "size", "KiB", "test", "acc", "agree", "teacher", "latency",
+                                "ms"]
+    assert lines[1].split() == ["teacher", "keras", "float32", "65,834", "315.5", "0.9917",
+                                "1.0000", "1.107"]
+    assert lines[2].split()[-1] == "exported"
+    assert lines[3].split()[3:8] == ["3,818", "8.5", "0.9722", "0.9750", "0.024"]
+    assert lines[4].split()[:6] == ["student_int16x8.tflite", "tflite", "int16x8", "3,818",
+                                    "-", "failed"]
+    # numbers are right-aligned: every data row ends its accuracy column at the same place
+    ends = {line.index("0.97") + 6 for line in lines[2:4]}
+    assert len(ends) == 1
+
+
+def test_markdown_table():
+    lines = report.markdown_table(ROWS, agreement_label="agree teacher").splitlines()
+    assert len(lines) == 2 + len(ROWS)
+    assert lines[0].count("|") == 10 and "agree teacher" in lines[0]
+    assert "| student_int8.tflite | tflite | int8 | 3,818 | 8.5 | 0.9722 | 0.9750 | 0.024 |" \
+        in lines[4]
+    assert "failed" in lines[5] and "ConverterError: boom" in lines[5]
+
+
+def test_plot_writes_a_png_with_one_label_per_point(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    labels = []
+    original = matplotlib.axes.Axes.annotate
+
+    def spy(self, text, *args, **kwargs):
+        labels.append(text)
+        return original(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy)
+    path = report.plot_accuracy_vs_size(ROWS, str(tmp_path / "p.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # the failed artifact has no size or accuracy: not plotted
+    assert labels == ["teacher", "student_distilled", "tflite int8"]
+    assert os.listdir(tmp_path) == ["p.png"]  # no temporary file left
+
+
+def test_label_offsets_fan_out_equal_accuracies():
+    rows = [Row(f"a{i}", "tflite", "int8", 1, 1000 * (i + 1), 0.97) for i in range(4)]
+    offsets = report._label_offsets(rows + [Row("t", "keras", "float32", 1, 10, 0.99)])
+    assert len({dy for _, dy in offsets[:4]}) == 4
+    assert offsets[4] == (6, 4)
+
+
+def test_atomic_writes_keep_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "manifest.json"
+    report.write_json(path, {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+
+    def failing(tmp):
+        with open(tmp, "w") as f:
+            f.write("{half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        report._atomic(path, failing)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_write_json_handles_numpy_values(tmp_path):
+    import numpy as np
+
+    report.write_json(tmp_path / "m.json", {"acc": np.float32(0.5), "n": np.int64(3),
+                                            "shape": np.array([8, 8])})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"acc": 0.5, "n": 3,
+                                                             "shape": [8, 8]}
+
+
+# --- choosing the student to export (keras_distill.pipeline.select_student) -----------------
+
+
+def info(name, val, test=None, val_agreement=None):
+    from keras_distill.pipeline import ModelInfo
+
+    return ModelInfo(name, None, val_accuracy=val, test_accuracy=test,
+                     val_agreement=val_agreement)
+
+
+def test_select_distilled_when_it_is_better():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(info("student_baseline", 0.95, 0.95),
+                                  info("student_distilled", 0.97, 0.96))
+    assert name == "student_distilled"
+    assert "0.9700 distilled vs 0.9500 baseline" in reason
+
+
+def test_a_better_baseline_is_exported_and_said():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(info("student_baseline", 0.98, 0.97),
+                                  info("student_distilled", 0.96, 0.96))
+    assert name == "student_baseline"
+    assert "baseline did better" in reason and "did not help" in reason
+
+
+def test_test_split_never_chooses_but_is_named():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(info("student_baseline", 0.95, 0.99),
+                                  info("student_distilled", 0.97, 0.96))
+    assert name == "student_distilled"
+    assert "on the test split the baseline student scored higher (0.9900 vs 0.9600)" in reason
+
+
+def test_ties_go_to_agreement_then_distilled():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(info("student_baseline", 0.97, None, 0.99),
+                                  info("student_distilled", 0.97, None, 0.95))
+    assert name == "student_baseline" and "Tie" in reason
+    name, _ = select_student(info("student_baseline", 0.97, None, 0.95),
+                             info("student_distilled", 0.97, None, 0.95))
+    assert name == "student_distilled"
+
+
+def test_forced_choice_notes_a_better_other():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(info("student_baseline", 0.99), info("student_distilled", 0.9),
+                                  mode="distilled")
+    assert name == "student_distilled"
+    assert "export_student = 'distilled'" in reason
+    assert "the baseline student did better on validation" in reason
