@@ -232,6 +232,11 @@ class Distiller(keras.Model):
         self.augment = augment
         self.mixup = float(mixup)
 
+        if getattr(student, "built", False) and not student.trainable_weights:
+            raise ValueError(
+                f"The student {student.name!r} has no trainable weights (is "
+                "student.trainable False, e.g. copied from a frozen teacher?). Set "
+                "student.trainable = True before distilling.")
         if teacher is not None:
             self._check_models(teacher, student)
             teacher.trainable = False

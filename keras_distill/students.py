@@ -425,7 +425,8 @@ def shrink(teacher, width: float = 0.5, depth=None, *, name: str | None = None):
         name: name of the student; defaults to ``"<teacher name>_shrunk"``.
 
     Returns:
-        An untrained model of the teacher's kind (Functional or Sequential).
+        An untrained, trainable model of the teacher's kind (Functional or Sequential), even
+        when the teacher is frozen.
 
     Raises:
         ValueError: bad ``width`` / ``depth``, a subclassed teacher, ``depth``
@@ -497,6 +498,9 @@ def shrink(teacher, width: float = 0.5, depth=None, *, name: str | None = None):
             "its config (a Reshape target shape, an Add with the raw input) may not fit a "
             "narrower model; try width=1 for such a model or build the student by hand."
         ) from error
+    # A new student trains, whatever the teacher's state: a Distiller freezes its teacher
+    # (trainable=False), and that flag is part of the config read above.
+    student.trainable = True
     return student
 
 

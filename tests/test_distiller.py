@@ -426,6 +426,13 @@ def test_bad_alpha(alpha):
         Distiller(dense_model(4, 1, "t"), dense_model(4, 2, "s"), alpha=alpha)
 
 
+def test_frozen_student_is_rejected():
+    student = dense_model(4, 2, "s")
+    student.trainable = False
+    with pytest.raises(ValueError, match="no trainable weights.*student.trainable = True"):
+        Distiller(dense_model(4, 1, "t"), student)
+
+
 def test_student_ending_in_softmax_is_rejected():
     with pytest.raises(ValueError, match="ends in a softmax.*logits"):
         Distiller(dense_model(4, 1, "t"), dense_model(4, 2, "s", softmax=True))

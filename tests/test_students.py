@@ -352,3 +352,21 @@ def test_probe_on_a_spatial_layer_flattens_and_unknown_names_are_listed(trained_
 def test_module_exports():
     assert set(students.__all__) >= {"shrink", "transfer_weights", "linear", "probe",
                                      "TransferReport", "repeated_blocks"}
+
+
+def test_shrink_of_a_frozen_teacher_is_trainable_and_distills(digits, trained_teacher):
+    """A Distiller freezes its teacher; a student shrunk from it afterwards must still train."""
+    import keras
+
+    from keras_distill import Distiller
+
+    trained_teacher.trainable = False
+    student = shrink(trained_teacher, width=0.25)
+    assert student.trainable and len(student.trainable_weights) > 0
+    transfer_weights(trained_teacher, student, method="first")
+    d = Distiller(trained_teacher, student)
+    d.compile(keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    before = d.evaluate(digits.x_test, digits.y_test, verbose=0, return_dict=True)["accuracy"]
+    d.fit(digits.x_train, digits.y_train, epochs=3, verbose=0)
+    after = d.evaluate(digits.x_test, digits.y_test, verbose=0, return_dict=True)["accuracy"]
+    assert after > max(0.6, before + 0.05), (before, after)
