@@ -113,3 +113,15 @@ def test_keras_dataset_loads_and_splits(monkeypatch):
 def test_unknown_source():
     with pytest.raises(DataError, match="Unknown data source 'imagenet'"):
         data.load("imagenet")
+
+
+def test_with_unlabeled_marks_and_mixes(digits):
+    x, y = data.with_unlabeled(digits.x_train[:100], digits.y_train[:100],
+                               digits.x_train[100:400], seed=0)
+    assert x.shape == (400, 8, 8, 1) and y.dtype == np.int32
+    assert (y == -1).sum() == 300
+    assert 0 < (y[:100] == -1).sum() < 100  # shuffled: both kinds in the first batches
+    with pytest.raises(ValueError, match="shape"):
+        data.with_unlabeled(digits.x_train[:10], digits.y_train[:10], np.zeros((5, 4, 4, 1)))
+    with pytest.raises(ValueError, match="-1 marks unlabeled"):
+        data.with_unlabeled(digits.x_train[:2], np.array([-1, 3]), digits.x_train[:2])
