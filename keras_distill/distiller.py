@@ -484,15 +484,18 @@ class Distiller(keras.Model):
         return s_logits, named
 
     def _check_finite(self, named):
+        """Checks that stop the step when a term is NaN or infinite (components first)."""
         import tensorflow as tf
 
-        for name, value in named.items():
+        return [
             tf.debugging.assert_all_finite(
                 value,
                 f"{_NONFINITE_TAG}: the {name!r} term became NaN or infinite. Lower the "
                 "learning rate, check the data for NaN/inf values, or check the teacher's "
                 "outputs (use teacher_outputs='probabilities' if it ends in softmax).",
             )
+            for name, value in named.items()
+        ]
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics on the student's predictions and the true labels.
@@ -558,8 +561,10 @@ class Distiller(keras.Model):
             # Under tf.distribute each replica sees part of the batch and gradients are summed.
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(named["loss"] / replicas)
-        self._check_finite(named)
         grads = tape.gradient(scaled, variables)
+        # The checks run before the update: a non-finite step never reaches the weights.
+        with tf.control_dependencies(self._check_finite(named)):
+            grads = [None if g is None else tf.identity(g) for g in grads]
         self.optimizer.apply_gradients(zip(grads, variables))
         return self._update(named, y, y_pred, sample_weight)
 
@@ -593,6 +598,8 @@ class Distiller(keras.Model):
         """
         import tensorflow as tf
 
+        if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
+            raise ValueError("fit: the dataset is empty (0 batches); pass some data.")
         self._check_arrays(x, y, "fit")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
@@ -643,6 +650,10 @@ class Distiller(keras.Model):
         if y is None or isinstance(y, dict) or not hasattr(y, "shape"):
             return
         y = np.asarray(y)
+        if y.dtype.kind in "USO":
+            raise ValueError(
+                f"{where}: y holds {y.dtype} values; labels must be numbers. Encode class names "
+                "as integers 0..classes-1 (e.g. with sklearn.preprocessing.LabelEncoder).")
         if len(y) != len(x):
             raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}; give one "
                              "label per sample.")
@@ -661,6 +672,13 @@ class Distiller(keras.Model):
         elif np.issubdtype(y.dtype, np.floating):
             if not np.isfinite(y).all():
                 raise ValueError(f"{where}: y has NaN or infinite values; fix the labels.")
+            index_like = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1)
+            if index_like and classes and len(y) and (
+                    (y != np.round(y)).any() or y.max() >= classes or y.min() < -1):
+                raise ValueError(
+                    f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for "
+                    f"an unlabeled sample); found values from {y.min()} to {y.max()}. The "
+                    f"student has {classes} outputs.")
             if y.ndim == 2 and classes and y.shape[1] not in (1, classes):
                 raise ValueError(
                     f"{where}: one-hot labels have {y.shape[1]} columns but the student has "

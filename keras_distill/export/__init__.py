@@ -294,7 +294,7 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
         from keras_distill.data import representative_samples
 
         rep = representative_samples(rep, n=calibration_samples).astype(input_dtype)
-    x_eval, y_eval = _check_eval_data(eval_data, input_shape)
+    x_eval, y_eval = _check_eval_data(eval_data, input_shape, _num_classes(model))
 
     needs_integer = ([m for m in quantization if m in CALIBRATED_MODES]
                      if "tflite" in formats else []) + (["micro"] if "micro" in formats else [])
@@ -348,7 +348,8 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             "latency_ms_median")}
         record.details.setdefault("input_dtype", result["input_dtype"])
         record.details.setdefault("output_dtype", result["output_dtype"])
-        if record.quantization == "float32" and result["max_abs_error"] > FLOAT32_TOLERANCE:
+        # `not <=` so that a NaN error fails the check too.
+        if record.quantization == "float32" and not result["max_abs_error"] <= FLOAT32_TOLERANCE:
             message = (f"float32 {fmt} artifact differs from Keras by max abs error "
                        f"{result['max_abs_error']:.3g} > {FLOAT32_TOLERANCE:g} on {source}")
             if fmt == "onnx" and (quantize_aware or _is_quantize_aware(model, input_shape,
@@ -524,25 +525,11 @@ def _remove_quietly(path):
 
 
 def _atomic_write(path, data):
-    """Write ``data`` (bytes, or an iterable of bytes chunks) to ``path`` via a temporary file.
+    """Write ``data`` (bytes, or an iterable of bytes chunks) to ``path`` via a temporary file:
+    all of it or nothing (``keras_distill.io.atomic_write_bytes``; its errors name the file)."""
+    from keras_distill.io import atomic_write_bytes
 
-    The temporary file is created in the same folder (so ``os.replace`` is atomic), flushed and
-    fsynced, then renamed over ``path``. On any failure it is removed and ``path`` is untouched.
-    """
-    folder, base = os.path.split(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            chunks = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
-            for chunk in chunks:
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
+    atomic_write_bytes(path, data)
 
 
 def _prepare_out_dir(out_dir):
@@ -624,16 +611,30 @@ def _as_array(data, arg, input_shape):
             item = np.asarray(item)
             parts.append(item[None] if item.shape == tuple(input_shape) else item)
         data = np.concatenate(parts) if parts else np.zeros((0, *input_shape), np.float32)
-    data = np.asarray(data)
+    try:
+        data = np.asarray(data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{arg} cannot be read as a numeric array ({exc}); pass a NumPy array "
+                         f"of shape (N, *{tuple(input_shape)}).") from None
+    if data.dtype.kind not in "fiub":
+        raise ValueError(f"{arg} has dtype {data.dtype}; pass numbers: a float or integer "
+                         f"array of shape (N, *{tuple(input_shape)}).")
     if data.ndim != len(input_shape) + 1 or tuple(data.shape[1:]) != tuple(input_shape):
         raise ValueError(f"{arg} has shape {data.shape}; expected (N, *{tuple(input_shape)}) "
                          "to match the model input.")
     if len(data) == 0:
         raise ValueError(f"{arg} is empty; pass some training inputs.")
+    if data.dtype.kind == "f":
+        bad = ~np.isfinite(data).reshape(len(data), -1).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"{arg} has NaN or infinite values in {len(rows)} sample(s), e.g. rows "
+                f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before exporting.")
     return data
 
 
-def _check_eval_data(eval_data, input_shape):
+def _check_eval_data(eval_data, input_shape, num_classes=None):
     if eval_data is None:
         return None, None
     if isinstance(eval_data, (tuple, list)) and len(eval_data) in (1, 2):
@@ -646,10 +647,29 @@ def _check_eval_data(eval_data, input_shape):
         y = np.asarray(y)
         if y.ndim == 2 and y.shape[1] > 1:  # one-hot labels
             y = np.argmax(y, -1)
-        y = y.reshape(-1).astype(np.int64)
+        if y.dtype.kind not in "fiub":
+            raise ValueError(f"eval_data labels hold {y.dtype} values; pass integer class "
+                             "indices.")
+        y = y.reshape(-1)
+        top = num_classes - 1 if num_classes else None
+        if len(y) and (not np.isfinite(y).all() or (y != np.round(y)).any() or y.min() < 0
+                       or (top is not None and y.max() > top)):
+            raise ValueError(
+                "eval_data labels must be whole class indices in "
+                f"[0, {top if top is not None else 'classes - 1'}]; found values from "
+                f"{np.nanmin(y)} to {np.nanmax(y)}. Fix the labels (one per sample).")
+        y = y.astype(np.int64)
         if len(y) != len(x):
             raise ValueError(f"eval_data has {len(x)} inputs but {len(y)} labels.")
     return x, y
+
+
+def _num_classes(model):
+    try:
+        shape = model.output_shape
+        return int(shape[-1]) if shape and shape[-1] and shape[-1] > 1 else None
+    except (AttributeError, ValueError, TypeError, RuntimeError):
+        return None
 
 
 def _all_layers(model):
