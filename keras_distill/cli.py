@@ -5,6 +5,8 @@ Usage::
     keras-distill run                          # digits: teacher, baseline, distilled, export
     keras-distill run --config run.toml --epochs 10 --out-dir out
     keras-distill run --print-config > run.toml  # every key, resolved, as TOML
+    keras-distill run --qat --prune 0.5        # pruned, then quantization-aware int8 too
+    keras-distill run --resume                 # continue a run that was interrupted (Ctrl-C)
     keras-distill distill --teacher teacher.keras --student student_cnn --data digits
     keras-distill export exported/student_distilled.keras --formats tflite --quantization int8
     keras-distill evaluate exported/            # every artifact in the folder, on test data
@@ -12,7 +14,10 @@ Usage::
 Every configuration key has a flag of the same name (``out_dir`` ↔ ``--out-dir``,
 ``teacher.epochs`` ↔ ``--teacher-epochs``; ``--data``, ``--teacher``, ``--student`` set
 ``data.source``, ``teacher.model``, ``student.model``); a flag overrides the ``--config`` file.
-See ``keras_distill.config``.
+``--allow-unsafe`` is another spelling of ``--no-safe-mode``. See ``keras_distill.config``.
+
+``run --resume`` continues the run interrupted in ``--out-dir`` (same settings): finished
+models are reused and the interrupted fit goes on from its last completed epoch.
 
 Exit codes: 0 success; 2 usage error (unknown flag, bad flag value); 1 failure (bad config
 file, missing file, failed artifact...), reported on one line of stderr. ``--debug`` shows the
@@ -51,6 +56,8 @@ _DESCRIPTIONS = {
 _GROUPS = {"": "training", "data": "data", "teacher": "teacher", "student": "student"}
 _EXPORT_KEYS = {"formats", "quantization", "calibration_samples", "export_student"}
 _GENERAL_KEYS = {"seed", "out_dir", "quiet", "safe_mode"}
+_COMPRESSION_KEYS = {"prune", "qat", "qat_epochs", "qat_learning_rate"}
+_TEACHER_KEYS = {"cache_teacher"}
 _METAVARS = {"data.source": "SOURCE", "teacher.model": "MODEL", "student.model": "MODEL",
              "int": "N", "float": "X", "list": "A,B", "int_list": "H,W", "float_list": "W,W"}
 
@@ -79,6 +86,10 @@ def _add_key_flags(parser, command):
             title = "export"
         elif path in _GENERAL_KEYS:
             title = "general"
+        elif path in _COMPRESSION_KEYS:
+            title = "compression"
+        elif path in _TEACHER_KEYS:
+            title = "teacher"
         else:
             title = _GROUPS.get(section, section)
         default = key.default
@@ -89,6 +100,12 @@ def _add_key_flags(parser, command):
         if key.kind == "bool":
             group(title).add_argument(key.flag, dest=path, action=argparse.BooleanOptionalAction,
                                       default=argparse.SUPPRESS, help=help_text)
+            if path == "safe_mode":
+                group(title).add_argument(
+                    "--allow-unsafe", dest=path, action="store_false",
+                    default=argparse.SUPPRESS,
+                    help="load .keras files with Lambda layers (code that runs when the file "
+                         "is loaded): only for files you trust [same as --no-safe-mode]")
         else:
             metavar = _METAVARS.get(path) or ("PATH" if key.is_path else _METAVARS.get(
                 key.kind, "NAME"))
@@ -121,6 +138,10 @@ def build_parser():
         if command == "run":
             p.add_argument("--print-config", action="store_true",
                            help="print the resolved configuration as TOML and exit")
+            p.add_argument("--resume", action="store_true",
+                           help="continue the run interrupted in the output folder, with the "
+                                "same settings: finished models are reused, the interrupted "
+                                "training goes on from its last completed epoch")
         if command == "export":
             p.add_argument("--name", help="base name of the files (default: the model file's "
                                           "name)")
@@ -186,7 +207,7 @@ def _run(args, cfg):
     from keras_distill import pipeline
 
     with _silenced_native_stderr(cfg["quiet"]):
-        result = pipeline.run(cfg, command=" ".join([PROG, *args.argv]))
+        result = pipeline.run(cfg, command=" ".join([PROG, *args.argv]), resume=args.resume)
     print()
     print(result.table())
     print()
@@ -284,6 +305,10 @@ def main(argv=None):
     try:
         return _COMMANDS[args.command](args, cfg)
     except KeyboardInterrupt:
+        if args.command == "run":
+            return _error(f"interrupted. The finished models and the last completed epoch are "
+                          f"kept in {os.path.abspath(cfg['out_dir'])}/.backup: add --resume to "
+                          "the same command to continue.", 130)
         return _error("interrupted.", 130)
     except (ValueError, OSError, FloatingPointError) as exc:
         # User mistakes (bad data or model files, unwritable folders, ...): one line.

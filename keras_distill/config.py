@@ -24,6 +24,11 @@ The keys (:data:`SCHEMA` is the one source of truth; :func:`example_toml` prints
     calibration_samples = 300
     quiet = false                    # no Keras progress bars
     safe_mode = true                 # refuse .keras files with Lambda layers (arbitrary code)
+    cache_teacher = false            # teacher outputs computed once (in <out_dir>/cache)
+    prune = 0.0                      # target sparsity of magnitude pruning (0: off)
+    qat = false                      # quantization-aware fine-tuning, then QAT int8 artifacts
+    qat_epochs = 5
+    qat_learning_rate = 0.0003       # default: learning_rate / 10
 
     [data]                           # or: data = "digits"
     source = "digits"                # "digits", a keras.datasets name ("mnist", ...), a .npz
@@ -35,6 +40,9 @@ The keys (:data:`SCHEMA` is the one source of truth; :func:`example_toml` prints
 
     [teacher]                        # or: teacher = "teacher.keras"
     model = "teacher_cnn"            # a preset name or a .keras file
+    models = ["teacher_cnn", "t.keras"]  # instead of model: an ensemble of teachers
+    weights = [2, 1]                 # ensemble: one weight per teacher (default equal)
+    average = "probabilities"        # ensemble: average "probabilities" or "logits"
     epochs = 20                      # 0 uses the model as it is (the default for a file)
     learning_rate = 0.003
     preset_args = {width = 32}       # keyword arguments of the preset
@@ -42,6 +50,7 @@ The keys (:data:`SCHEMA` is the one source of truth; :func:`example_toml` prints
     [student]                        # or: student = "student_cnn"
     model = "student_cnn"
     preset_args = {width = 8}
+    from_teacher = {width = 0.25, transfer = "select"}  # instead of model: the teacher shrunk
 
 **Command-line flags.** Every key has a flag of the same name, with dots and underscores
 written as dashes: ``epochs`` ↔ ``--epochs``, ``out_dir`` ↔ ``--out-dir``, ``teacher.epochs`` ↔
@@ -49,14 +58,16 @@ written as dashes: ``epochs`` ↔ ``--epochs``, ``out_dir`` ↔ ``--out-dir``, `
 may be given as a string have the table's name as flag: ``--data`` sets ``data.source``,
 ``--teacher`` sets ``teacher.model`` and ``--student`` sets ``student.model`` (as ``data =
 "mnist"`` does in the file). Lists are comma-separated (``--formats tflite,onnx``); booleans are
-``--quiet`` / ``--no-quiet``. Tables (``preset_args``, losses with arguments) are set in the
-file only. A flag overrides the file, which overrides the default.
+``--quiet`` / ``--no-quiet`` (``--allow-unsafe`` is another spelling of ``--no-safe-mode``).
+Tables (``preset_args``, ``student.from_teacher``, losses with arguments) are set in the file
+only. A flag overrides the file, which overrides the default.
 
 **Paths** in a file are relative to the file's folder; on the command line, to the current
 folder.
 
-**Reserved keys** (``qat``, ``prune``, ``student.from_teacher``, ``teacher.models``) are kept for
-later versions and refused with a message saying so.
+**Keys that exclude each other**: ``teacher.models`` replaces ``teacher.model`` and
+``student.from_teacher`` replaces ``student.model`` (set one of the two); ``teacher.weights``
+and ``teacher.average`` need ``teacher.models``.
 
 This module imports only the standard library, so that ``keras-distill --help`` stays fast.
 
@@ -112,13 +123,15 @@ EXPORT_STUDENT = ("auto", "distilled", "baseline")
 COLOR_MODES = ("grayscale", "rgb", "rgba")
 #: Tables that may be written as a string, and the key that string sets.
 SHORTHAND = {"data": "data.source", "teacher": "teacher.model", "student": "student.model"}
-#: Keys kept for later versions.
-RESERVED = {
-    "qat": "quantization-aware training of the student",
-    "prune": "pruning of the student",
-    "student.from_teacher": "a student shrunk from the teacher (keras_distill.students.shrink)",
-    "teacher.models": "an ensemble of teachers",
-}
+#: Keys kept for later versions (refused with a message saying so). None at present.
+RESERVED = {}
+#: ``student.from_teacher``: how the shrunk student is initialized from the teacher.
+TRANSFER_METHODS = ("select", "first", "none")
+ENSEMBLE_AVERAGES = ("probabilities", "logits")
+#: Keys that may change between an interrupted run and its ``--resume`` (they act after
+#: training, or not at all on the results).
+RESUME_FREE_KEYS = ("out_dir", "quiet", "formats", "quantization", "calibration_samples",
+                    "export_student")
 COMMANDS = ("run", "distill", "export", "evaluate")
 
 
@@ -146,6 +159,14 @@ class _Bad(Exception):
     """Raised by a check; the message says what would be accepted."""
 
 
+
+def _finite(value):
+    """math.isfinite for TOML numbers: an integer too large for a float is not finite."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -169,7 +190,7 @@ def _number(low=None, high=None, *, low_open=False, high_open=False):
         text = "a number"
 
     def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not _finite(v):
             raise _Bad(text)
         v = float(v)
         if low is not None and (v < low or (low_open and v == low)):
@@ -224,6 +245,59 @@ def _model_ref(v):
     return v
 
 
+def _model_refs(v):
+    text = ("a list of two or more teachers, each a preset name (" + ", ".join(
+        repr(p) for p in PRESET_ARGS) + ") or the path of an existing .keras file")
+    if isinstance(v, str):
+        v = [s.strip() for s in v.split(",") if s.strip()]
+    if not isinstance(v, list) or len(v) < 2:
+        raise _Bad(text)
+    out = []
+    for item in v:
+        try:
+            out.append(_model_ref(item))
+        except _Bad as bad:
+            missing = " (file not found: " + item + ")" if "not found" in str(bad) else ""
+            raise _Bad(text + missing) from None
+    return out
+
+
+def _teacher_weights(v):
+    text = "a list of numbers >= 0, not all 0, one per teacher of teacher.models"
+    if not isinstance(v, list) or not v or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w)
+            or w < 0 for w in v) or not sum(v) > 0:
+        raise _Bad(text)
+    return [float(w) for w in v]
+
+
+_FROM_TEACHER_TEXT = (
+    "a table such as {width = 0.25, transfer = \"select\"}, with width a number in (0, 1] "
+    "(default 0.5), depth an integer >= 1 or a fraction in (0, 1] (optional: fewer repeated "
+    "blocks) and transfer one of " + ", ".join(repr(m) for m in TRANSFER_METHODS)
+    + " (default 'select')")
+
+
+def _from_teacher(v):
+    if not isinstance(v, dict) or any(k not in ("width", "depth", "transfer") for k in v):
+        raise _Bad(_FROM_TEACHER_TEXT)
+    out = {"width": v.get("width", 0.5), "transfer": v.get("transfer", "select")}
+    width = out["width"]
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
+        raise _Bad(_FROM_TEACHER_TEXT)
+    out["width"] = float(width)
+    if out["transfer"] not in TRANSFER_METHODS:
+        raise _Bad(_FROM_TEACHER_TEXT)
+    if "depth" in v:
+        depth = v["depth"]
+        if isinstance(depth, bool) or not (
+                (_is_int(depth) and depth >= 1)
+                or (isinstance(depth, float) and 0 < depth <= 1)):
+            raise _Bad(_FROM_TEACHER_TEXT)
+        out["depth"] = depth
+    return out
+
+
 def _data_source(v):
     text = ("'digits', a keras.datasets name (" + ", ".join(repr(d) for d in KERAS_DATASETS)
             + "), the path of a .npz file or the path of an image folder")
@@ -246,7 +320,7 @@ def _image_size(v):
 
 def _loss_weights(v):
     if not isinstance(v, list) or not v or any(
-            isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w)
+            isinstance(w, bool) or not isinstance(w, (int, float)) or not _finite(w)
             or w < 0 for w in v):
         raise _Bad("a non-empty list of numbers >= 0, one per loss")
     return [float(w) for w in v]
@@ -368,7 +442,22 @@ SCHEMA = {k.path: k for k in [
         "training samples that calibrate int8 / int16x8 / micro", _EXPORT),
     Key("quiet", "bool", False, _bool, "no Keras progress bars"),
     Key("safe_mode", "bool", True, _bool,
-        "refuse .keras files with Lambda layers (they can run arbitrary code)"),
+        "refuse .keras files with Lambda layers (they can run arbitrary code; "
+        "--allow-unsafe = --no-safe-mode)"),
+    Key("cache_teacher", "bool", False, _bool,
+        "compute the teacher's outputs once and reuse them every epoch (stored in "
+        "<out_dir>/cache)", _TRAIN),
+    Key("prune", "float", 0.0, _number(0, 1, high_open=True),
+        "target sparsity of magnitude pruning of both students during training (0 = off)",
+        _TRAIN),
+    Key("qat", "bool", False, _bool,
+        "quantization-aware fine-tuning of the exported student, then its int8 artifacts "
+        "(student_qat_*) next to the post-training ones", ("run",)),
+    Key("qat_epochs", "int", 5, _int(1), "epochs of quantization-aware fine-tuning",
+        ("run",)),
+    Key("qat_learning_rate", "float", None, _number(0, low_open=True),
+        "Adam learning rate of quantization-aware fine-tuning (default: learning_rate / 10)",
+        ("run",)),
     Key("data.source", "str", "digits", _data_source,
         "'digits', a keras.datasets name (" + ", ".join(KERAS_DATASETS)
         + "), a .npz file or an image folder", is_path=True),
@@ -382,6 +471,13 @@ SCHEMA = {k.path: k for k in [
         "channels of images read from a folder"),
     Key("teacher.model", "str", "teacher_cnn", _model_ref,
         "teacher: a preset name or a .keras file", _TRAIN, is_path=True),
+    Key("teacher.models", "list", None, _model_refs,
+        "an ensemble of teachers instead of teacher.model: presets and/or .keras files",
+        _TRAIN, is_path=True),
+    Key("teacher.weights", "float_list", None, _teacher_weights,
+        "ensemble: one weight per teacher of teacher.models (default: equal)", _TRAIN),
+    Key("teacher.average", "str", "probabilities", _choice(ENSEMBLE_AVERAGES),
+        "ensemble: what is averaged, the teachers' probabilities or their logits", _TRAIN),
     Key("teacher.epochs", "int", None, _int(0),
         "teacher training epochs (default: 20 for a preset, 0 for a .keras file)", _TRAIN),
     Key("teacher.learning_rate", "float", 3e-3, _number(0, low_open=True),
@@ -393,6 +489,10 @@ SCHEMA = {k.path: k for k in [
         _TRAIN, is_path=True),
     Key("student.preset_args", "table", {}, _preset_args,
         "keyword arguments of the student preset, e.g. {width = 8}", _TRAIN),
+    Key("student.from_teacher", "table", None, _from_teacher,
+        "instead of student.model: the teacher shrunk (keras_distill.students.shrink) and "
+        "initialized from it, e.g. {width = 0.25, transfer = \"select\"} (transfer: select, "
+        "first or none; depth = n keeps n repetitions of repeated blocks)", _TRAIN),
 ]}
 
 DEFAULT_TEACHER_EPOCHS = 20
@@ -439,17 +539,38 @@ class Config:
         """``"default"``, the config file's path, or the flag that set ``path``."""
         return self._origins.get(path, "default")
 
-    def teacher_epochs(self):
-        """``teacher.epochs``, with its default resolved (20 for a preset, 0 for a file)."""
+    def teacher_refs(self):
+        """The teachers: ``teacher.models`` (an ensemble), else ``[teacher.model]``."""
+        return list(self["teacher.models"] or [self["teacher.model"]])
+
+    def teacher_epochs(self, ref=None):
+        """``teacher.epochs``, with its default resolved (20 for a preset, 0 for a file).
+
+        Args:
+            ref: one teacher (a preset name or a file) of :meth:`teacher_refs`; default
+                ``teacher.model``.
+        """
         epochs = self["teacher.epochs"]
         if epochs is None:
-            return 0 if self["teacher.model"].endswith(".keras") else DEFAULT_TEACHER_EPOCHS
+            ref = self["teacher.model"] if ref is None else ref
+            return 0 if ref.endswith(".keras") else DEFAULT_TEACHER_EPOCHS
         return epochs
 
-    def to_dict(self):
-        """Nested plain data: ``{"epochs": 30, ..., "teacher": {"model": ..., ...}}``."""
+    def flat(self, *, absolute_paths=False):
+        """``{dotted key: value}`` (``absolute_paths``: file paths made absolute)."""
+        return {p: self._absolute(p, v) if absolute_paths else v
+                for p, v in self._values.items()}
+
+    def to_dict(self, *, absolute_paths=False):
+        """Nested plain data: ``{"epochs": 30, ..., "teacher": {"model": ..., ...}}``.
+
+        Args:
+            absolute_paths: file paths made absolute (to compare configurations).
+        """
         out = {}
         for path, value in self._values.items():
+            if absolute_paths:
+                value = self._absolute(path, value)
             node = out
             *parents, leaf = path.split(".")
             for p in parents:
@@ -457,11 +578,18 @@ class Config:
             node[leaf] = value
         return out
 
-    def _is_file_path(self, path):
-        value = self._values[path]
-        if not SCHEMA[path].is_path or not isinstance(value, str):
-            return False
-        return not (value == "digits" or value in KERAS_DATASETS or value in PRESET_ARGS)
+    @staticmethod
+    def _is_file(value):
+        return isinstance(value, str) and not (
+            value == "digits" or value in KERAS_DATASETS or value in PRESET_ARGS)
+
+    def _absolute(self, path, value):
+        """``value`` of ``path`` with its file paths made absolute."""
+        if not SCHEMA[path].is_path:
+            return value
+        if isinstance(value, list):
+            return [os.path.abspath(v) if self._is_file(v) else v for v in value]
+        return os.path.abspath(value) if self._is_file(value) else value
 
     def to_toml(self, *, replace=None, absolute_paths=True, comments=True,
                 title="keras-distill configuration"):
@@ -480,8 +608,8 @@ class Config:
         for path, value in self._values.items():
             if path in replace:
                 value = replace[path]
-            elif absolute_paths and self._is_file_path(path):
-                value = os.path.abspath(value)
+            elif absolute_paths:
+                value = self._absolute(path, value)
             section, _, leaf = path.rpartition(".")
             help_text = f"  # {SCHEMA[path].help}" if comments else ""
             line = (f"# {leaf} = ...{help_text}" if value is None
@@ -635,6 +763,9 @@ def load(path=None, overrides=None):
             key = SCHEMA[key_path]
             if key.is_path and isinstance(value, str) and value.strip():
                 value = _resolve_path(key_path, value, base)
+            elif key.is_path and isinstance(value, list):
+                value = [_resolve_path(key_path, v, base)
+                         if isinstance(v, str) and v.strip() else v for v in value]
             values[key_path], origins[key_path] = _checked(key, value, path, usage=False), path
     for key_path, raw in (overrides or {}).items():
         if key_path in RESERVED:
@@ -653,7 +784,7 @@ def _resolve_path(key_path, value, base):
     """Paths in a file are relative to the file's folder (names like 'digits' stay names)."""
     if key_path == "data.source" and (value == "digits" or value in KERAS_DATASETS):
         return value
-    if key_path.endswith(".model") and value in PRESET_ARGS:
+    if key_path.endswith((".model", ".models")) and value in PRESET_ARGS:
         return value
     resolved = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
     if key_path == "data.source" and not (resolved.endswith(".npz") or os.path.isdir(resolved)):
@@ -696,16 +827,52 @@ def _check_together(values, origins):
                 return origins[p]
         return "default"
 
+    def fail(message, key, *paths):
+        w = where(*paths)
+        raise ConfigError(f"{w}: {message}", key=key, where=w, usage=w.startswith("--"))
+
+    default = {p: SCHEMA[p].default for p in SCHEMA}
+    members = values["teacher.models"]
+    if members is not None and values["teacher.model"] != default["teacher.model"]:
+        fail(f"teacher.model = {_show(values['teacher.model'])} and teacher.models = "
+             f"{_show(members)} exclude each other: teacher.models is an ensemble used instead "
+             "of teacher.model; set one of the two.", "teacher.models", "teacher.models",
+             "teacher.model")
+    for path in ("teacher.weights", "teacher.average"):
+        if members is None and values[path] != default[path]:
+            fail(f"{path} = {_show(values[path])} only applies to an ensemble of teachers; set "
+                 "teacher.models (a list of presets or .keras files) or remove "
+                 f"{path}.", path, path)
+    weights = values["teacher.weights"]
+    if members is not None and weights is not None and len(weights) != len(members):
+        fail(f"teacher.weights has {len(weights)} weight(s) but teacher.models has "
+             f"{len(members)} teacher(s); give one weight per teacher.", "teacher.weights",
+             "teacher.weights", "teacher.models")
+    shrink = values["student.from_teacher"]
+    if shrink is not None:
+        for path in ("student.model", "student.preset_args"):
+            if values[path] != default[path]:
+                fail(f"student.from_teacher = {_show(shrink)} and {path} = "
+                     f"{_show(values[path])} exclude each other: student.from_teacher builds the "
+                     f"student from the teacher instead of student.model; set one of the two.",
+                     "student.from_teacher", "student.from_teacher", path)
+    refs = {"teacher": members or [values["teacher.model"]],
+            "student": [values["student.model"]]}
     for role in ("teacher", "student"):
         args_path = f"{role}.preset_args"
-        model = values[f"{role}.model"]
+        models = refs[role]
         if values[args_path]:
-            if model.endswith(".keras"):
+            presets = [m for m in models if not m.endswith(".keras")]
+            if not presets:
+                what = (f"{role}.model is the file {models[0]!r}" if len(models) == 1 else
+                        f"every teacher of {role}.models is a file")
                 raise ConfigError(
                     f"{where(args_path)}: {args_path} only applies to a preset, but "
-                    f"{role}.model is the file {model!r}; remove {args_path}.",
+                    f"{what}; remove {args_path}.",
                     key=args_path, where=where(args_path))
-            _check_preset_args(args_path, values[args_path], where(args_path), False, model)
+            for model in dict.fromkeys(presets):
+                _check_preset_args(args_path, values[args_path], where(args_path), False,
+                                   model)
     weights = values["loss_weights"]
     if weights is not None and len(weights) != len(values["losses"]):
         w = where("loss_weights", "losses")

@@ -49,6 +49,8 @@ class Row:
         latency_ms: median time of one single-sample call.
         status: ``"ok"`` or ``"failed"``.
         note: e.g. ``"exported"``, or the error.
+        gzip_bytes: size of the file gzip-compressed (where pruning's zeros pay off); the
+            tables show a ``gzip KiB`` column when a row has it.
     """
 
     name: str
@@ -61,6 +63,7 @@ class Row:
     latency_ms: float | None = None
     status: str = "ok"
     note: str = ""
+    gzip_bytes: int | None = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -68,17 +71,35 @@ class Row:
 
 _HEADER = ["model / artifact", "runtime", "quantization", "params", "size KiB", "test acc",
            "agreement", "latency ms"]
+_GZIP = "gzip KiB"
 
 
-def _cells(row, missing):
+def _has_gzip(rows):
+    return any(r.gzip_bytes is not None for r in rows)
+
+
+def _header(rows, agreement_label):
+    header = [*_HEADER[:6], agreement_label, _HEADER[7]]
+    if _has_gzip(rows):
+        header.insert(5, _GZIP)
+    return header
+
+
+def _kib(n, missing):
+    return missing if n is None else f"{n / 1024:.1f}"
+
+
+def _cells(row, missing, gzip=False):
     def fmt(value, spec):
         return missing if value is None else format(value, spec)
 
     cells = [row.name, row.runtime, row.quantization or missing, fmt(row.params, ","),
-             fmt(None if row.size_bytes is None else row.size_bytes / 1024, ".1f"),
+             _kib(row.size_bytes, missing),
              fmt(row.accuracy, ".4f"), fmt(row.agreement, ".4f"), fmt(row.latency_ms, ".3f")]
     if row.status != "ok":
         cells[5:] = ["failed", missing, missing]
+    if gzip:
+        cells.insert(5, _kib(row.gzip_bytes, missing))
     return cells
 
 
@@ -90,8 +111,9 @@ def format_table(rows, *, agreement_label="agreement", notes=True):
         agreement_label: header of the agreement column (e.g. ``"agree teacher"``).
         notes: append each row's ``note``.
     """
-    header = [*_HEADER[:6], agreement_label, _HEADER[7]]
-    table = [header] + [_cells(r, "-") for r in rows]
+    header = _header(rows, agreement_label)
+    gzip = _has_gzip(rows)
+    table = [header] + [_cells(r, "-", gzip) for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = []
     for i, line in enumerate(table):
@@ -106,11 +128,12 @@ def format_table(rows, *, agreement_label="agreement", notes=True):
 
 def markdown_table(rows, *, agreement_label="agreement"):
     """The rows as a Markdown table, with a ``note`` column."""
-    header = [*_HEADER[:6], agreement_label, _HEADER[7], "note"]
+    header = [*_header(rows, agreement_label), "note"]
+    gzip = _has_gzip(rows)
     lines = ["| " + " | ".join(header) + " |",
-             "|---|---|---|---:|---:|---:|---:|---:|---|"]
+             "|---|---|---|" + "---:|" * (len(header) - 4) + "---|"]
     for r in rows:
-        cells = _cells(r, "—") + [r.note.replace("|", "\\|") or ""]
+        cells = _cells(r, "—", gzip) + [r.note.replace("|", "\\|") or ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -231,6 +254,7 @@ def run_markdown(manifest, rows):
               "the median of single-sample calls (Keras: `predict_on_batch`; artifacts: their "
               "runtime with one thread). Sizes: the `.keras` file, the `.tflite`/`.onnx` file, "
               "the flatbuffer inside the micro `.cc`.")]
+    lines += _run_sections(manifest)
     failed = [a for a in manifest.get("artifacts", []) if a.get("status") != "ok"]
     if failed:
         lines += ["", "## Failures", ""]
@@ -246,3 +270,58 @@ def run_markdown(manifest, rows):
     lines += ["", ("Reproduce: `keras-distill run --config config.toml` (the resolved "
                    "configuration, written next to this report).")]
     return "\n".join(lines) + "\n"
+
+
+def _run_sections(manifest):
+    """Sections of ``report.md`` for the optional stages: ensemble, shrunk student, pruning,
+    QAT, resume."""
+    lines = []
+    teacher = manifest.get("teacher") or {}
+    if teacher.get("ensemble"):
+        weights = ", ".join(f"{w:.3g}" for w in teacher.get("weights") or [])
+        lines += ["", "## Teacher", "",
+                  (f"An ensemble of {', '.join(teacher['ensemble'])}: the weighted average of "
+                  f"their {teacher.get('average')} (weights {weights}), saved as one model.")]
+    shrink = (manifest.get("student") or {}).get("from_teacher")
+    if shrink:
+        lines += ["", "## Student", "",
+                  f"The teacher shrunk to width {shrink['width']:g}"
+                  + (f", depth {shrink['depth']}" if "depth" in shrink else "")
+                  + f" ({shrink['params']:,} parameters); initial weights: "
+                  + ("random (transfer = 'none')." if shrink["transfer"] == "none" else
+                     f"transferred from the teacher ({shrink['transfer']}): "
+                     f"{len(shrink['copied'])} layers copied, {len(shrink['sliced'])} sliced, "
+                     f"{len(shrink['skipped'])} skipped.")
+                  + " Baseline and distilled student start from these same weights."]
+    pruning = manifest.get("pruning")
+    if pruning:
+        models = [(name, sp) for name, sp in pruning["sparsity"].items() if sp]
+        layer_names = list(dict.fromkeys(n for _, sp in models for n in sp["layers"]))
+        lines += ["", "## Pruning", "",
+                  (f"Target sparsity {pruning['target_sparsity']:.0%} ({pruning['schedule']}). "
+                  "Fraction of zero weights per Dense / Conv kernel:"), "",
+                  "| layer | " + " | ".join(name for name, _ in models) + " |",
+                  "|---|" + "---:|" * len(models)]
+        for layer in [*layer_names, "all"]:
+            cells = [(sp["overall"] if layer == "all" else sp["layers"].get(layer))
+                     for _, sp in models]
+            lines.append(f"| {layer} | " + " | ".join(
+                "—" if c is None else f"{c:.1%}" for c in cells) + " |")
+        lines += ["", "The zeros pay off compressed: see the `gzip KiB` column."]
+    qat = manifest.get("qat")
+    if qat:
+        lines += ["", "## Quantization-aware training", "",
+                  (f"`{qat['model']}`: {qat['from']} fine-tuned {qat['epochs']} epoch(s) with "
+                  f"fake int8 quantization at learning rate {qat['learning_rate']:g}, distilled "
+                  "from the teacher. Rows `int8 QAT` are its artifacts, next to the "
+                  "post-training int8 ones (`int8`).")]
+    if manifest.get("resumed"):
+        lines += ["", "## Resumed", "",
+                  "This run continued an interrupted one (`--resume`): "
+                  + ", ".join(f"{name} {info['resumed']}" if info.get("resumed") else
+                              f"{name} trained {info.get('epochs_run')} of {info.get('epochs')} "
+                              "epochs here"
+                              for name, info in manifest.get("models", {}).items()
+                              if info.get("epochs")) + "."]
+    return lines
+

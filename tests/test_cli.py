@@ -52,7 +52,9 @@ print(json.dumps(result))
                  if command in k.commands and k.kind != "table"]
         missing = [f for f in flags if f not in text]
         assert not missing, (command, missing)
-    assert "--print-config" in result["run --help"][1]
+    assert "--print-config" in result["run --help"][1] and "--resume" in result["run --help"][1]
+    for command in ("run", "distill", "export", "evaluate"):
+        assert "--allow-unsafe" in result[f"{command} --help"][1]
     assert "ARTIFACT_OR_FOLDER" in result["evaluate --help"][1]
 
 
@@ -151,7 +153,80 @@ def test_lambda_layers_are_refused_in_safe_mode(tmp_path, capsys):
     code, _, err = main(["distill", "--teacher", tmp_path / "lam.keras", "--out-dir",
                          tmp_path / "out", "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1
-    assert "Lambda layer" in err and "--no-safe-mode" in err
+    assert "Lambda layer(s) 'lambda'" in err and "--allow-unsafe" in err
+    assert "--no-safe-mode" in err and "safe_mode = false" in err
+    from keras_distill import pipeline
+
+    # the explicit flag loads it (the file is trusted)
+    model = pipeline.load_model(tmp_path / "lam.keras", safe_mode=False)
+    assert model.get_layer("lambda") is not None
+
+
+def test_allow_unsafe_is_another_spelling_of_no_safe_mode(capsys):
+    parser = cli.build_parser()
+    for command in ("run", "distill", "export x.keras", "evaluate x"):
+        args = vars(parser.parse_args([*command.split(), "--allow-unsafe"]))
+        assert args["safe_mode"] is False, command
+        assert "safe_mode" not in vars(parser.parse_args(command.split()))
+    code, out, _ = main(["run", "--allow-unsafe", "--print-config"], capsys)
+    assert code == 0 and "safe_mode = false" in out
+
+
+def test_new_flags_reach_the_config(capsys):
+    code, out, _ = main(["run", "--print-config", "--qat", "--prune", "0.5", "--qat-epochs",
+                         "2", "--cache-teacher", "--teacher-models", "teacher_cnn,student_cnn",
+                         "--teacher-weights", "2,1", "--teacher-average", "logits"], capsys)
+    assert code == 0
+    doc = tomllib.loads(out)
+    assert (doc["qat"], doc["prune"], doc["qat_epochs"], doc["cache_teacher"]) == (
+        True, 0.5, 2, True)
+    assert doc["teacher"]["models"] == ["teacher_cnn", "student_cnn"]
+    assert doc["teacher"]["weights"] == [2.0, 1.0] and doc["teacher"]["average"] == "logits"
+    code, out, err = main(["run", "--prune", "1"], capsys)
+    assert code == 2 and out == ""
+    assert err == ("keras-distill: error: --prune: prune = 1.0 is not allowed; expected a "
+                   "number in [0, 1).\n")
+    code, _, err = main(["run", "--teacher-weights", "1,2"], capsys)
+    assert code == 2 and "teacher.weights = [1.0, 2.0] only applies to an ensemble" in err
+
+
+def test_resume_without_an_interrupted_run_or_with_other_settings(tmp_path, capsys):
+    from keras_distill import pipeline
+
+    code, _, err = main(["run", "--resume", "--out-dir", tmp_path, "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"there is no interrupted run to resume in {tmp_path}" in err
+    assert "Run again without --resume" in err
+    # the state an interrupted run leaves: its configuration and finished stages
+    pipeline._Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path),
+                                                            "epochs": "5"}), log=print)
+    code, _, err = main(["run", "--resume", "--out-dir", tmp_path, "--epochs", "6",
+                         "--formats", "tflite", "--quiet"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "had another configuration (epochs = 5 then, 6 now)" in err  # formats may change
+    assert f"keras-distill run --config {tmp_path}/.backup/config.toml --resume" in err
+    backup = config.load(str(tmp_path / ".backup" / "config.toml"))
+    assert backup["epochs"] == 5 and backup["out_dir"] == str(tmp_path)
+    # without --resume, a stale backup is cleared
+    stale = tmp_path / ".backup" / "student_distilled" / "latest.weights.h5"
+    stale.parent.mkdir()
+    stale.write_bytes(b"old")
+    ckpt = pipeline._Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path)}))
+    assert not stale.parent.exists() and ckpt.done == {}
+    assert json.loads((tmp_path / ".backup" / "state.json").read_text())["config"]["epochs"] == 30
+
+
+def test_an_interrupted_run_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    from keras_distill import pipeline
+
+    def interrupted(cfg, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    code, _, err = main(["run", "--out-dir", tmp_path, "--quiet"], capsys)
+    assert code == 130 and err.count("\n") == 1
+    assert f"interrupted. The finished models and the last completed epoch are kept in " \
+           f"{tmp_path}/.backup: add --resume to the same command to continue." in err
 
 
 # --- the jobs end to end, on tiny settings -------------------------------------------------

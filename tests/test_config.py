@@ -76,6 +76,30 @@ preset_args = {width = 16}
     ("[data]\nimage_size = [32]", "data.image_size", "a list of two integers >= 1"),
     ('[teacher]\nmodel = "resnet50"', "teacher.model", "'teacher_cnn', 'student_cnn'"),
     ("[teacher]\nepochs = -1", "teacher.epochs", "an integer >= 0"),
+    ("prune = 1", "prune", "a number in [0, 1)"),
+    ("prune = -0.5", "prune", "a number in [0, 1)"),
+    ("qat = 1", "qat", "true or false"),
+    ("qat_epochs = 0", "qat_epochs", "an integer >= 1"),
+    ("qat_learning_rate = 0", "qat_learning_rate", "a number > 0"),
+    ('cache_teacher = "yes"', "cache_teacher", "true or false"),
+    ('[teacher]\nmodels = ["teacher_cnn"]', "teacher.models",
+     "a list of two or more teachers, each a preset name ('teacher_cnn'"),
+    ('[teacher]\nmodels = ["teacher_cnn", "gone.keras"]', "teacher.models",
+     "the path of an existing .keras file (file not found: "),
+    ('[teacher]\nmodels = ["teacher_cnn", "teacher_cnn"]\nweights = [1, -1]', "teacher.weights",
+     "a list of numbers >= 0, not all 0, one per teacher"),
+    ('[teacher]\nmodels = ["teacher_cnn", "teacher_cnn"]\nweights = [0, 0]', "teacher.weights",
+     "not all 0"),
+    ('[teacher]\naverage = "median"', "teacher.average", "one of 'probabilities', 'logits'"),
+    ("[student]\nfrom_teacher = {width = 0}", "student.from_teacher",
+     "width a number in (0, 1]"),
+    ("[student]\nfrom_teacher = {width = 0.5, depth = 0}", "student.from_teacher",
+     "depth an integer >= 1 or a fraction in (0, 1]"),
+    ('[student]\nfrom_teacher = {transfer = "copy"}', "student.from_teacher",
+     "transfer one of 'select', 'first', 'none'"),
+    ("[student]\nfrom_teacher = {size = 2}", "student.from_teacher",
+     "a table such as {width = 0.25, transfer = \"select\"}"),
+    ('[student]\nfrom_teacher = "teacher.keras"', "student.from_teacher", "a table such as"),
 ])
 def test_bad_value_names_key_allowed_values_and_file(tmp_path, text, key, allowed):
     path = write(tmp_path, text + "\n")
@@ -99,20 +123,120 @@ def test_unknown_key_lists_allowed_keys_and_suggests(tmp_path):
 
     path = write(tmp_path, "[teacher]\nwidth = 3\n")
     with pytest.raises(ConfigError, match=r"unknown key 'teacher.width' in \[teacher\]; "
-                                          r"allowed keys: epochs, learning_rate, model, "
-                                          r"preset_args"):
+                                          r"allowed keys: average, epochs, learning_rate, "
+                                          r"model, models, preset_args, weights\."):
         load(path)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("qat = true", "qat"),
-    ("prune = 0.5", "prune"),
-    ('[student]\nfrom_teacher = "teacher.keras"', "student.from_teacher"),
-    ('[teacher]\nmodels = ["a.keras", "b.keras"]', "teacher.models"),
-])
-def test_reserved_keys_say_later_version(tmp_path, text, key):
-    with pytest.raises(ConfigError, match=f"key '{key}' .* reserved for a later version"):
-        load(write(tmp_path, text + "\n"))
+def test_no_key_is_reserved_any_more(tmp_path):
+    assert config.RESERVED == {}
+    cfg = load(write(tmp_path, """
+qat = true
+qat_epochs = 2
+prune = 0.5
+cache_teacher = true
+[teacher]
+models = ["teacher_cnn", "student_cnn"]
+weights = [2, 1]
+average = "logits"
+[student]
+from_teacher = {width = 0.25, depth = 1}
+"""))
+    assert cfg["qat"] is True and cfg["qat_epochs"] == 2 and cfg["qat_learning_rate"] is None
+    assert cfg["prune"] == 0.5 and cfg["cache_teacher"] is True
+    assert cfg["teacher.models"] == ["teacher_cnn", "student_cnn"]
+    assert cfg.teacher_refs() == ["teacher_cnn", "student_cnn"]
+    assert cfg["teacher.weights"] == [2.0, 1.0] and cfg["teacher.average"] == "logits"
+    # defaults filled in: transfer by weight selection
+    assert cfg["student.from_teacher"] == {"width": 0.25, "transfer": "select", "depth": 1}
+    assert [cfg.teacher_epochs(r) for r in cfg.teacher_refs()] == [20, 20]
+    defaults = load()
+    assert (defaults["qat"], defaults["prune"], defaults["cache_teacher"]) == (False, 0.0, False)
+    assert defaults["teacher.models"] is None and defaults["student.from_teacher"] is None
+    assert defaults.teacher_refs() == ["teacher_cnn"]
+
+
+def test_new_flags_parse():
+    cfg = load(None, {"qat": True, "prune": "0.75", "qat_epochs": "3",
+                      "qat_learning_rate": "1e-4", "teacher.models": "teacher_cnn,student_cnn",
+                      "teacher.weights": "1,3", "teacher.average": "logits",
+                      "cache_teacher": True})
+    assert (cfg["qat"], cfg["prune"], cfg["qat_epochs"], cfg["qat_learning_rate"]) == (
+        True, 0.75, 3, 1e-4)
+    assert cfg["teacher.models"] == ["teacher_cnn", "student_cnn"]
+    assert cfg["teacher.weights"] == [1.0, 3.0] and cfg.origin("teacher.weights") == \
+        "--teacher-weights"
+    with pytest.raises(ConfigError) as info:
+        load(None, {"prune": "half"})
+    assert str(info.value) == '--prune: prune = "half" is not allowed; expected a number in ' \
+                              "[0, 1)." and info.value.usage
+
+
+def test_keys_that_exclude_each_other(tmp_path):
+    (tmp_path / "t.keras").write_bytes(b"")
+    cases = [
+        ('[teacher]\nmodel = "t.keras"\nmodels = ["teacher_cnn", "teacher_cnn"]\n',
+         "teacher.models", "teacher.model = \"" + str(tmp_path / "t.keras") + "\" and "
+         "teacher.models = [\"teacher_cnn\", \"teacher_cnn\"] exclude each other"),
+        ("[teacher]\nweights = [1, 2]\n", "teacher.weights",
+         ("teacher.weights = [1.0, 2.0] only applies to an ensemble of teachers; set "
+         "teacher.models")),
+        ('[teacher]\naverage = "logits"\n', "teacher.average",
+         "teacher.average = \"logits\" only applies to an ensemble"),
+        ('[teacher]\nmodels = ["teacher_cnn", "teacher_cnn"]\nweights = [1]\n',
+         "teacher.weights", ("teacher.weights has 1 weight(s) but teacher.models has 2 "
+         "teacher(s)")),
+        ('[student]\nmodel = "student_mlp"\nfrom_teacher = {width = 0.5}\n',
+         "student.from_teacher", ("student.from_teacher = {width = 0.5, transfer = \"select\"} "
+         "and student.model = \"student_mlp\" exclude each other")),
+        ("[student]\npreset_args = {width = 4}\nfrom_teacher = {width = 0.5}\n",
+         "student.from_teacher", "and student.preset_args = {width = 4} exclude each other"),
+        ('[teacher]\nmodels = ["t.keras", "t.keras"]\npreset_args = {width = 8}\n',
+         "teacher.preset_args", ("teacher.preset_args only applies to a preset, but every "
+         "teacher of teacher.models is a file")),
+        ('[teacher]\nmodels = ["teacher_cnn", "t.keras"]\npreset_args = {units = 8}\n',
+         "teacher.preset_args", "has 'units', which preset 'teacher_cnn' does not take"),
+    ]
+    for text, key, message in cases:
+        path = write(tmp_path, text)
+        with pytest.raises(ConfigError) as info:
+            load(path)
+        assert str(info.value).startswith(f"{path}: "), str(info.value)
+        assert message in str(info.value), str(info.value)
+        assert info.value.key == key and not info.value.usage
+    # on the command line, the same mistake is a usage error naming the flag
+    with pytest.raises(ConfigError, match="^--teacher-weights: teacher.weights") as info:
+        load(None, {"teacher.weights": "1,2"})
+    assert info.value.usage
+    # the default values of the excluded keys (as config.toml writes them) are fine
+    cfg = load(None, {"teacher.models": "teacher_cnn,student_cnn"})
+    again = load(write(tmp_path, cfg.to_toml(), "again.toml"))
+    assert again.flat(absolute_paths=True) == cfg.flat(absolute_paths=True)
+
+
+def test_ensemble_and_shrink_keys_round_trip_with_paths(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "t1.keras").write_bytes(b"")
+    path = write(tmp_path, """
+[teacher]
+models = ["models/t1.keras", "teacher_cnn"]
+weights = [1, 1]
+[student]
+from_teacher = {width = 0.5, transfer = "none"}
+""")
+    cfg = load(path)
+    assert cfg["teacher.models"] == [str(tmp_path / "models" / "t1.keras"), "teacher_cnn"]
+    assert cfg.teacher_refs()[0].endswith("t1.keras")
+    assert [cfg.teacher_epochs(r) for r in cfg.teacher_refs()] == [0, 20]
+    sub = tmp_path / "elsewhere"
+    sub.mkdir()
+    again = load(write(sub, cfg.to_toml(), "again.toml"))
+    assert again.flat(absolute_paths=True) == cfg.flat(absolute_paths=True)
+    assert again["student.from_teacher"] == {"width": 0.5, "transfer": "none"}
+    # relative flag paths are compared absolute (what --resume checks)
+    monkeypatch.chdir(tmp_path)
+    flagged = load(None, {"teacher.models": "models/t1.keras,teacher_cnn"})
+    assert flagged.flat(absolute_paths=True)["teacher.models"] == cfg["teacher.models"]
 
 
 def test_invalid_toml_and_missing_file_name_the_file(tmp_path):

@@ -44,6 +44,58 @@ def test_markdown_table():
     assert "failed" in lines[5] and "ConverterError: boom" in lines[5]
 
 
+def test_gzip_column_appears_only_when_a_row_has_it():
+    rows = [Row("student_distilled", "keras", "float32", 3818, 41_219, 0.97, 0.97, 0.6),
+            Row("student_int8.tflite", "tflite", "int8", 3818, 8_704, 0.97, 0.97, 0.02,
+                gzip_bytes=4_608),
+            Row("student_qat_int8.tflite", "tflite", "int8 QAT", 3830, 8_864, 0.96, 0.96, 0.02,
+                gzip_bytes=4_710)]
+    lines = report.format_table(rows).splitlines()
+    assert "size KiB  gzip KiB  test acc" in lines[0]
+    assert lines[1].split()[3:6] == ["3,818", "40.3", "-"]
+    assert lines[2].split()[3:6] == ["3,818", "8.5", "4.5"]
+    assert lines[3].split()[:7] == ["student_qat_int8.tflite", "tflite", "int8", "QAT", "3,830",
+                                    "8.7", "4.6"]
+    md = report.markdown_table(rows).splitlines()
+    assert md[0].count("|") == 11 and "| gzip KiB |" in md[0]
+    assert md[1] == "|---|---|---|" + "---:|" * 6 + "---|"
+    assert "| 8.5 | 4.5 | 0.9700 |" in md[3]
+    # without gzip sizes, the tables are as before
+    assert "gzip" not in report.format_table(rows[:1]) + report.markdown_table(rows[:1])
+
+
+def test_run_markdown_describes_the_optional_stages():
+    manifest = {
+        "data": {"summary": "digits"}, "selected": {"student": "student_distilled",
+                                                     "reason": "better."},
+        "teacher": {"ensemble": ["teacher_1", "teacher_2"], "average": "probabilities",
+                    "weights": [2 / 3, 1 / 3]},
+        "student": {"from_teacher": {"width": 0.25, "transfer": "select", "params": 4562,
+                                     "copied": [], "sliced": ["conv1", "logits"],
+                                     "skipped": []}},
+        "pruning": {"target_sparsity": 0.5, "schedule": "polynomial", "sparsity": {
+            "student_distilled": {"overall": 0.5, "layers": {"conv1": 0.5, "logits": 0.5}},
+            "student_qat": {"overall": 0.5, "layers": {"conv1": 0.5, "logits": 0.5}}}},
+        "qat": {"model": "student_qat", "from": "student_distilled", "epochs": 5,
+                "learning_rate": 3e-4},
+        "resumed": True,
+        "models": {"teacher": {"epochs": 20, "resumed": "reused"},
+                   "student_distilled": {"epochs": 30, "epochs_run": 12, "resumed": None}},
+    }
+    text = report.run_markdown(manifest, ROWS[:1])
+    assert "An ensemble of teacher_1, teacher_2: the weighted average of their probabilities " \
+           "(weights 0.667, 0.333)" in text
+    assert "The teacher shrunk to width 0.25 (4,562 parameters); initial weights: transferred " \
+           "from the teacher (select): 0 layers copied, 2 sliced, 0 skipped." in text
+    assert "| layer | student_distilled | student_qat |" in text
+    assert "| conv1 | 50.0% | 50.0% |" in text and "| all | 50.0% | 50.0% |" in text
+    assert "`student_qat`: student_distilled fine-tuned 5 epoch(s)" in text
+    assert "teacher reused, student_distilled trained 12 of 30 epochs here." in text
+    plain = report.run_markdown({"data": {"summary": "d"}, "selected": manifest["selected"]},
+                                ROWS[:1])
+    assert "## Pruning" not in plain and "## Teacher" not in plain and "QAT" not in plain
+
+
 def test_plot_writes_a_png_with_one_label_per_point(tmp_path, monkeypatch):
     import matplotlib.axes
 
