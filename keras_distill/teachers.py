@@ -271,17 +271,24 @@ class FileTeacher:
         return h.hexdigest()
 
 
-def load_teacher(path, **kwargs):
-    """A teacher from a file: ``.keras`` loads as a Keras model, other formats as ``FileTeacher``.
+def load_teacher(path, *, allow_unsafe=False, **kwargs):
+    """A teacher from a file: ``.keras`` loads as a Keras model (safely: see
+    ``keras_distill.io.load_model``), other formats as ``FileTeacher``.
+
+    Args:
+        path: a ``.keras`` file, a SavedModel folder, a ``.tflite`` or an ``.onnx`` file.
+        allow_unsafe: load a ``.keras`` file with ``Lambda`` layers (they can run arbitrary
+            code). Never the default.
+        **kwargs: passed to the loader.
 
     Example:
         >>> teacher = load_teacher("teacher.keras")  # doctest: +SKIP
     """
     path = os.fspath(path)
     if path.endswith(".keras"):
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"Teacher file not found: {path}")
-        return keras.saving.load_model(path, **kwargs)
+        from keras_distill.io import load_model
+
+        return load_model(path, allow_unsafe=allow_unsafe, **kwargs)
     return FileTeacher(path, **kwargs)
 
 

@@ -323,3 +323,17 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
         for a, b in zip(weights, single_w):
             np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-3, atol=1e-5,
                                        err_msg=key)
+
+
+def test_load_teacher_is_safe_by_default(tmp_path):
+    from keras_distill.teachers import load_teacher
+
+    inputs = keras.Input((6,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    model.save(tmp_path / "lambda.keras")
+    with pytest.raises(ValueError, match="allow_unsafe=True"):
+        load_teacher(tmp_path / "lambda.keras")
+    loaded = load_teacher(tmp_path / "lambda.keras", allow_unsafe=True)
+    np.testing.assert_allclose(loaded.predict(np.ones((1, 6), "float32"), verbose=0), 2.0)
+    with pytest.raises(FileNotFoundError):
+        load_teacher(tmp_path / "missing.keras")
