@@ -97,6 +97,34 @@ def load_digits(*, validation_fraction=0.15, test_fraction=0.2, seed=0) -> Split
                   name="digits")
 
 
+def check_finite(x, name, before):
+    """Refuse a float array with NaN or infinite values, naming the rows and the fix.
+
+    Args:
+        x: ``(N, ...)`` array; non-float arrays pass unchecked.
+        name: what ``x`` is, for the message (``"fit: x"``, ``"representative_data"``).
+        before: what the data was meant for (``"training"``, ``"exporting"``).
+
+    Raises:
+        ValueError: "<name> has NaN or infinite values in <k> sample(s), e.g. rows [...]".
+
+    Example:
+        >>> check_finite(np.array([[0.0], [np.nan]]), "x", "training")
+        Traceback (most recent call last):
+        ...
+        ValueError: x has NaN or infinite values in 1 sample(s), e.g. rows [1]. Drop or impute them (np.nan_to_num) before training.
+    """
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating) or len(x) == 0:
+        return
+    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"{name} has NaN or infinite values in {len(rows)} sample(s), e.g. rows "
+            f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before {before}.")
+
+
 def representative_samples(x, n=200, *, seed=0) -> np.ndarray:
     """A random subset of ``x`` (at most ``n`` rows) for int8 calibration."""
     x = np.asarray(x)

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_distill import losses as losses_lib
 from keras_distill import teachers as teachers_lib
+from keras_distill.data import check_finite
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 _NONFINITE_TAG = "keras_distill non-finite loss"
@@ -640,13 +641,7 @@ class Distiller(keras.Model):
                 f"{where}: inputs of shape {x.shape[1:]} do not match the models' input shape "
                 f"{tuple(expected[1:])}. Reshape the data (e.g. add a channel axis with "
                 "x[..., None]) or build the models for this shape.")
-        if np.issubdtype(x.dtype, np.floating):
-            bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-            if bad.any():
-                rows = np.flatnonzero(bad)
-                raise ValueError(
-                    f"{where}: x has NaN or infinite values in {len(rows)} sample(s), e.g. rows "
-                    f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before training.")
+        check_finite(x, f"{where}: x", "training")
         if y is None or isinstance(y, dict) or not hasattr(y, "shape"):
             return
         y = np.asarray(y)

@@ -47,3 +47,15 @@ def trained_teacher(digits):
 def agreement(a, b):
     """Fraction of rows whose argmax agrees."""
     return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+
+
+def randomize_bn(model, seed=0):
+    """Give every BatchNormalization distinct, non-trivial parameters and statistics."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.normal(1, 0.3, w.shape).astype("float32") if i != 3 else
+                               rng.uniform(0.5, 2, w.shape).astype("float32")
+                               for i, w in enumerate(layer.get_weights())])

@@ -6,7 +6,7 @@ import tempfile
 import keras
 import numpy as np
 import pytest
-from conftest import agreement
+from conftest import agreement, randomize_bn
 from keras import layers
 
 from keras_distill import quantize
@@ -81,15 +81,6 @@ def _weight_tensors(interpreter, ops=("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CON
         if op["op_name"] in ops:
             found.append(details[op["inputs"][1]])
     return found
-
-
-def _randomize_bn(model, seed=0):
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.set_weights([rng.normal(1, 0.3, w.shape).astype("float32") if i != 3 else
-                               rng.uniform(0.5, 2, w.shape).astype("float32")
-                               for i, w in enumerate(layer.get_weights())])
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,7 +341,7 @@ def test_pruning_callback_finds_the_student_of_a_distiller_like_model(digits):
 
 def test_sparsity_survives_strip_and_quantize_aware():
     model = teacher_cnn(width=8)
-    _randomize_bn(model)
+    randomize_bn(model)
     model, callback = prune(model, target_sparsity=0.6, schedule="constant")
     callback.update_masks()  # magnitude masks at the target, without training
     plain = strip_pruning(model, callback)

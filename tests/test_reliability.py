@@ -175,7 +175,6 @@ def _xfail(*row, reason, raises):
 
 
 def _dataset(x, y):
-    import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import randomize_bn
 from keras import layers
 
 from keras_distill import students
@@ -44,16 +45,6 @@ def _residual_model(blocks=3, width=8, post_relu=False):
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(10, name="logits")(x)
     return keras.Model(inputs, outputs, name="residual")
-
-
-def _randomize_bn(model, seed=0):
-    """Give every BatchNormalization distinct, non-trivial parameters and statistics."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, layers.BatchNormalization):
-            layer.set_weights([rng.normal(1, 0.3, w.shape).astype("float32") if i != 3 else
-                               rng.uniform(0.5, 2, w.shape).astype("float32")
-                               for i, w in enumerate(layer.get_weights())])
 
 
 # ---------------------------------------------------------------------------------------
@@ -231,7 +222,7 @@ def test_transfer_select_is_consistent_across_layers(trained_teacher):
 
 def test_transfer_first_takes_leading_channels():
     teacher = teacher_cnn()
-    _randomize_bn(teacher)
+    randomize_bn(teacher)
     student = shrink(teacher, width=0.25)
     report = transfer_weights(teacher, student, method="first")
     np.testing.assert_array_equal(report["conv2"].output_indices, np.arange(16))
@@ -243,7 +234,7 @@ def test_transfer_first_takes_leading_channels():
 
 def test_transfer_full_width_copies_everything_and_reproduces_the_teacher():
     teacher = teacher_cnn()
-    _randomize_bn(teacher)
+    randomize_bn(teacher)
     student = shrink(teacher, width=1.0)
     report = transfer_weights(teacher, student)
     assert report.copied == [layer.name for layer in teacher.layers if layer.weights]

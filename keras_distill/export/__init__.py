@@ -624,13 +624,9 @@ def _as_array(data, arg, input_shape):
                          "to match the model input.")
     if len(data) == 0:
         raise ValueError(f"{arg} is empty; pass some training inputs.")
-    if data.dtype.kind == "f":
-        bad = ~np.isfinite(data).reshape(len(data), -1).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"{arg} has NaN or infinite values in {len(rows)} sample(s), e.g. rows "
-                f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before exporting.")
+    from keras_distill.data import check_finite
+
+    check_finite(data, arg, "exporting")
     return data
 
 
