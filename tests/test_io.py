@@ -6,6 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import enospc, failing_writes
 
 from keras_distill import io as kio
 
@@ -225,62 +226,13 @@ def test_interrupted_write_leaves_nothing_and_keeps_the_original(tmp_path, exc, 
     assert _listing(tmp_path) == before
 
 
-class _FullDisk:
-    """A file object that takes ``limit`` bytes, then fails like a full disk."""
-
-    def __init__(self, real, limit):
-        self.real, self.limit, self.written = real, limit, 0
-
-    def write(self, data):
-        room = self.limit - self.written
-        if len(data) > room:
-            self.real.write(bytes(data[:room]))
-            self.real.flush()
-            self.written = self.limit
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        self.written += len(data)
-        return self.real.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.real.close()
-        return False
-
-
-def full_disk(monkeypatch, folder, limit=100, seen=None):
-    """Make writes (through ``os.fdopen``) of files in ``folder`` fail with ENOSPC after
-    ``limit`` bytes; the names of the files opened are appended to ``seen``."""
-    real_fdopen = os.fdopen
-    folder = os.path.realpath(folder)
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        f = real_fdopen(fd, mode, *args, **kwargs)
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return f
-        if "w" in mode and os.path.dirname(target) == folder:
-            if seen is not None:
-                seen.append(target)
-            return _FullDisk(f, limit)
-        return f
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
-
-
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "overwrite"])
 def test_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path, monkeypatch, existing):
     path = tmp_path / "model.tflite"
     if existing:
         path.write_bytes(b"original")
     before = _listing(tmp_path)
-    seen = []
-    full_disk(monkeypatch, tmp_path, limit=100, seen=seen)
+    seen = failing_writes(monkeypatch, tmp_path, enospc(), limit=100)
     with pytest.raises(OSError) as info:
         kio.atomic_write_bytes(path, b"x" * 1000)
     assert info.value.errno == errno.ENOSPC

@@ -22,6 +22,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import enospc, failing_writes
 
 import keras_distill
 from keras_distill import io as kio
@@ -77,61 +78,6 @@ def _assert_manifest_consistent(out_dir):
         if artifact["status"] != "ok":
             assert artifact["files"] == [] and artifact["path"] is None
     return manifest
-
-
-class _FailingFile:
-    """A file object that takes ``limit`` bytes, then raises ``exc`` (as a disk would)."""
-
-    def __init__(self, real, limit, exc):
-        self.real, self.limit, self.exc, self.written = real, limit, exc, 0
-
-    def write(self, data):
-        room = self.limit - self.written
-        if len(data) > room:
-            self.real.write(bytes(data[:room]))
-            self.real.flush()  # the partial data is on disk when the failure happens
-            self.written = self.limit
-            raise self.exc
-        self.written += len(data)
-        return self.real.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.real, name)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.real.close()
-        return False
-
-
-def failing_writes(monkeypatch, folder, exc, *, limit=64, only=""):
-    """Writes through ``os.fdopen`` (both atomic writers use it) to files in ``folder`` whose
-    name contains ``only`` fail with ``exc`` after ``limit`` bytes. Returns the list of the
-    (temporary) files that were hit."""
-    real_fdopen = os.fdopen
-    folder = os.path.realpath(folder)
-    hit = []
-
-    def fdopen(fd, mode="r", *args, **kwargs):
-        f = real_fdopen(fd, mode, *args, **kwargs)
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            return f
-        if "w" in mode and os.path.dirname(target) == folder and only in \
-                os.path.basename(target):
-            hit.append(target)
-            return _FailingFile(f, limit, exc)
-        return f
-
-    monkeypatch.setattr(os, "fdopen", fdopen)
-    return hit
-
-
-def _enospc():
-    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -522,7 +468,7 @@ def test_exception_in_the_onnx_stage_is_recorded(models, tmp_path, monkeypatch):
     assert sorted(os.listdir(out_dir)) == ["manifest.json", "report.md", "small_float32.tflite"]
 
 
-@pytest.mark.parametrize("exc", [KeyboardInterrupt(), _enospc()], ids=["ctrl-c", "ENOSPC"])
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), enospc()], ids=["ctrl-c", "ENOSPC"])
 def test_failure_while_writing_an_artifact(exc, models, tmp_path, monkeypatch):
     """The float16 file fails after its first bytes reached the disk."""
     model, out_dir = models[2], tmp_path / "out"
@@ -549,7 +495,7 @@ def test_failure_while_writing_an_artifact(exc, models, tmp_path, monkeypatch):
 def _export_on_a_full_disk(model, tmp_path, monkeypatch):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    failing_writes(monkeypatch, out_dir, _enospc(), limit=16)
+    failing_writes(monkeypatch, out_dir, enospc(), limit=16)
     with pytest.warns(UserWarning), pytest.raises(OSError) as info:
         keras_distill.export(model, out_dir, **_F32)
     return out_dir, info.value
@@ -577,7 +523,7 @@ def test_full_disk_with_each_writer(writer, tmp_path, monkeypatch):
     path = tmp_path / "manifest.json"
     path.write_text('{"old": true}')
     before = _listing(tmp_path)
-    hit = failing_writes(monkeypatch, tmp_path, _enospc(), limit=1000)
+    hit = failing_writes(monkeypatch, tmp_path, enospc(), limit=1000)
     with pytest.raises(OSError) as info:
         write[writer](path)
     assert info.value.errno == errno.ENOSPC
