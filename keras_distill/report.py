@@ -19,9 +19,10 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
-import os
-import tempfile
+
+from keras_distill.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "Row",
@@ -175,7 +176,9 @@ def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size"):
             xs = [r.size_bytes / 1024 for r in points]
             ax.set_xlim(min(xs) / 1.6, max(xs) * 3.0)
         fig.tight_layout()
-        _atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        atomic_write_bytes(path, buffer.getvalue())
     finally:
         plt.close(fig)
     return path
@@ -202,31 +205,9 @@ def _label_offsets(points):
     return offsets
 
 
-def _atomic(path, write):
-    """Call ``write(tmp_path)``, then rename the temporary file to ``path``."""
-    path = os.path.abspath(os.fspath(path))
-    folder, base = os.path.split(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
 def write_text(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-    return _atomic(path, write)
+    """Write ``text`` to ``path`` atomically (``keras_distill.io.atomic_write_text``)."""
+    return atomic_write_text(path, text)
 
 
 def write_json(path, obj):

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+from conftest import enospc, failing_writes
 
 from keras_distill import report
 from keras_distill.report import Row
@@ -122,18 +123,15 @@ def test_label_offsets_fan_out_equal_accuracies():
     assert offsets[4] == (6, 4)
 
 
-def test_atomic_writes_keep_the_old_file_on_failure(tmp_path):
+def test_atomic_writes_keep_the_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "manifest.json"
     report.write_json(path, {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
 
-    def failing(tmp):
-        with open(tmp, "w") as f:
-            f.write("{half")
-        raise OSError(28, "No space left on device")
-
+    hit = failing_writes(monkeypatch, tmp_path, enospc(), limit=5)  # "{half" reaches the disk
     with pytest.raises(OSError, match="No space left"):
-        report._atomic(path, failing)
+        report.write_json(path, {"a": 2, "b": [1, 2, 3]})
+    assert len(hit) == 1
     assert json.loads(path.read_text()) == {"a": 1}
     assert os.listdir(tmp_path) == ["manifest.json"]
 
