@@ -583,14 +583,10 @@ def _masks_now(pruning):
     """
     import keras
 
-    from keras_distill import quantize
-
     class MasksNow(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             if pruning.step > 0:
-                pruning._masks = quantize.keep_sparsity(pruning._target(),
-                                                        pruning.layers)._masks
-                pruning.apply_masks()
+                pruning.masks_from_zeros()
 
     return MasksNow()
 

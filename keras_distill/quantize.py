@@ -863,6 +863,17 @@ class PruningCallback(keras.callbacks.Callback):
             self._masks[name] = ops.convert_to_tensor(_magnitude_mask(weights, sparsity))
         self.apply_masks()
 
+    def masks_from_zeros(self):
+        """Set the masks to the kernels' current non-zero pattern (the zeros stay zero).
+
+        Weights masked by this callback are exactly zero after every batch, so on weights
+        restored from a checkpoint this recovers the masks that were in force.
+        """
+        for name, variable in self._prunable():
+            weights = np.asarray(ops.convert_to_numpy(variable))
+            self._masks[name] = ops.convert_to_tensor((weights != 0).astype(weights.dtype))
+        self.apply_masks()
+
     def apply_masks(self):
         """Zero the masked weights (called after every training batch)."""
         for name, variable in self._prunable():
@@ -952,9 +963,7 @@ def keep_sparsity(model, layers=None) -> PruningCallback:
     """
     callback = PruningCallback(model, schedule="constant", target_sparsity=0.0, layers=layers)
     callback._fixed = True
-    for name, variable in callback._prunable():
-        weights = np.asarray(ops.convert_to_numpy(variable))
-        callback._masks[name] = ops.convert_to_tensor((weights != 0).astype(weights.dtype))
+    callback.masks_from_zeros()
     return callback
 
 

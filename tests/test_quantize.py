@@ -404,3 +404,17 @@ def test_gzip_size_of_bytes_and_files(tmp_path):
 def test_module_exports():
     assert {"quantize_aware", "is_quantize_aware", "prune", "strip_pruning",
             "sparsity_report", "gzip_size"} <= set(quantize.__all__)
+
+
+def test_masks_from_zeros_keeps_the_current_zeros(digits):
+    model = student_mlp(digits.input_shape, 10)
+    kernel = model.get_layer("hidden").kernel
+    values = kernel.numpy()
+    values[:, ::2] = 0.0
+    kernel.assign(values)
+    _, callback = quantize.prune(model, target_sparsity=0.5)
+    callback.masks_from_zeros()
+    kernel.assign(np.ones_like(values))
+    callback.apply_masks()
+    np.testing.assert_array_equal(kernel.numpy()[:, ::2], 0.0)
+    np.testing.assert_array_equal(kernel.numpy()[:, 1::2], 1.0)
