@@ -185,7 +185,7 @@ class Distiller(keras.Model):
             raise ValueError(f"student must be a keras.Model; got {type(student).__name__}.")
         if teacher is student:
             raise ValueError("teacher and student are the same model; pass two models.")
-        self.temperature = losses_lib._check_temperature(temperature)
+        self.temperature = losses_lib.check_temperature(temperature)
         try:
             alpha = float(alpha)
         except (TypeError, ValueError):

@@ -28,7 +28,16 @@ from keras import ops
 _MASK = 1e9
 
 
-def _check_temperature(temperature, allow_none=False):
+def check_temperature(temperature, allow_none=False):
+    """``temperature`` as a positive finite float (``None`` passes when ``allow_none``).
+
+    Raises:
+        ValueError: naming the value and what is accepted.
+
+    Example:
+        >>> check_temperature(2)
+        2.0
+    """
     if temperature is None and allow_none:
         return None
     try:
@@ -204,7 +213,7 @@ class _TemperatureLoss(DistillationLoss):
 
     def __init__(self, temperature=None, **kwargs):
         super().__init__(**kwargs)
-        self.temperature = _check_temperature(temperature, allow_none=True)
+        self.temperature = check_temperature(temperature, allow_none=True)
 
     @property
     def effective_temperature(self):
@@ -214,7 +223,7 @@ class _TemperatureLoss(DistillationLoss):
         if self.temperature is not None:
             return self
         config = self.get_config()
-        config["temperature"] = _check_temperature(temperature)
+        config["temperature"] = check_temperature(temperature)
         return self.__class__.from_config(config)
 
     def get_config(self):

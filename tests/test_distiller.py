@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import agreement
+from helpers import agreement
 
 from keras_distill import Distiller, losses
 from keras_distill.presets import student_cnn, student_mlp

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from conftest import enospc, failing_writes
+from helpers import enospc, failing_writes
 
 from keras_distill import io as kio
 

@@ -6,7 +6,7 @@ import tempfile
 import keras
 import numpy as np
 import pytest
-from conftest import agreement, randomize_bn
+from helpers import agreement, randomize_bn
 from keras import layers
 
 from keras_distill import quantize

@@ -22,7 +22,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import enospc, failing_writes
+from helpers import enospc, failing_writes
 
 import keras_distill
 from keras_distill import io as kio

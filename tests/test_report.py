@@ -4,7 +4,7 @@ import json
 import os
 
 import pytest
-from conftest import enospc, failing_writes
+from helpers import enospc, failing_writes
 
 from keras_distill import report
 from keras_distill.report import Row

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import randomize_bn
+from helpers import randomize_bn
 from keras import layers
 
 from keras_distill import students

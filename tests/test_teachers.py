@@ -8,7 +8,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from conftest import agreement
+from helpers import agreement
 
 from keras_distill import Distiller
 from keras_distill.presets import student_mlp, teacher_cnn

@@ -1,0 +1,187 @@
+"""Shared, importable test helpers (``from helpers import ...`` in any test file).
+
+Tiny models, NumPy references, a serialization round trip, "artifact agrees with Keras" with a
+tolerance per quantization mode, failing writers and file corruption. Fixtures live in
+``conftest.py``; plain functions live here so that test files import them by name.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import numpy as np
+
+#: Max abs error an artifact may show against Keras, per quantization mode (float modes), and
+#: the top-1 agreement it must reach (every mode; int8 is judged statistically).
+ARTIFACT_TOLERANCE = {"float32": 1e-4, "float16": 5e-2, "dynamic": 2e-1}
+ARTIFACT_MIN_AGREEMENT = {"float32": 1.0, "float16": 0.99, "dynamic": 0.97, "int8": 0.9,
+                          "int16x8": 0.97}
+
+
+# --- NumPy references -----------------------------------------------------------------------
+
+def np_log_softmax(z):
+    """log_softmax over the last axis, in the input's precision."""
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def np_kl(t, s, temp):
+    """Per-row KL(softmax(t/T) || softmax(s/T)) · T²."""
+    lt, ls = np_log_softmax(t / temp), np_log_softmax(s / temp)
+    return (np.exp(lt) * (lt - ls)).sum(-1) * temp**2
+
+
+def agreement(a, b):
+    """Fraction of rows whose argmax agrees."""
+    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+
+
+# --- tiny models ----------------------------------------------------------------------------
+
+def dense_model(units, seed, name, inputs=6, softmax=False):
+    """A deterministic one-layer model (no dropout, no BN: training mode changes nothing)."""
+    import keras
+
+    return keras.Sequential([
+        keras.Input((inputs,)),
+        keras.layers.Dense(units, activation="softmax" if softmax else None, name="out",
+                           kernel_initializer=keras.initializers.RandomNormal(seed=seed),
+                           bias_initializer=keras.initializers.RandomNormal(seed=seed + 1)),
+    ], name=name)
+
+
+def randomize_bn(model, seed=0):
+    """Give every BatchNormalization distinct, non-trivial parameters and statistics."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.set_weights([rng.normal(1, 0.3, w.shape).astype("float32") if i != 3 else
+                               rng.uniform(0.5, 2, w.shape).astype("float32")
+                               for i, w in enumerate(layer.get_weights())])
+
+
+def same_weights(a, b):
+    """Two weight lists (or models) hold bit-identical arrays."""
+    a = a.get_weights() if hasattr(a, "get_weights") else a
+    b = b.get_weights() if hasattr(b, "get_weights") else b
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def round_trip(obj, tmp_path, name="model.keras"):
+    """Save a Keras model (or layer-holding model) as ``.keras`` and load it back, without
+    custom_objects: what a user's second notebook does."""
+    import keras
+
+    path = os.path.join(os.fspath(tmp_path), name)
+    obj.save(path)
+    return keras.saving.load_model(path)
+
+
+# --- artifacts ------------------------------------------------------------------------------
+
+def assert_artifact_matches_keras(outputs, keras_outputs, quantization):
+    """An artifact's outputs agree with Keras: max abs error within the mode's tolerance
+    (float modes) and top-1 agreement at least the mode's minimum (every mode)."""
+    outputs = np.asarray(outputs, np.float64)
+    keras_outputs = np.asarray(keras_outputs, np.float64).reshape(outputs.shape)
+    tol = ARTIFACT_TOLERANCE.get(quantization)
+    if tol is not None:
+        err = float(np.abs(outputs - keras_outputs).max())
+        assert err <= tol, f"{quantization}: max abs error {err:.3g} > {tol:g}"
+    agree = agreement(outputs, keras_outputs)
+    assert agree >= ARTIFACT_MIN_AGREEMENT[quantization], \
+        f"{quantization}: agreement {agree:.4f} < {ARTIFACT_MIN_AGREEMENT[quantization]}"
+
+
+def listing(folder):
+    return sorted(os.listdir(folder))
+
+
+def no_temporary_files(folder):
+    """No ``.tmp`` file of an atomic writer is left in ``folder``."""
+    return not [f for f in os.listdir(folder) if ".tmp" in f]
+
+
+# --- failing writes -------------------------------------------------------------------------
+
+class _FailingFile:
+    """A file object that takes ``limit`` bytes, then raises ``exc`` (as a disk would)."""
+
+    def __init__(self, real, limit, exc):
+        self.real, self.limit, self.exc, self.written = real, limit, exc, 0
+
+    def write(self, data):
+        room = self.limit - self.written
+        if len(data) > room:
+            self.real.write(bytes(data[:room]))
+            self.real.flush()  # the partial data is on disk when the failure happens
+            self.written = self.limit
+            raise self.exc
+        self.written += len(data)
+        return self.real.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.real.close()
+        return False
+
+
+def failing_writes(monkeypatch, folder, exc, *, limit=64, only=""):
+    """Writes through ``os.fdopen`` (both atomic writers use it) to files in ``folder`` whose
+    name contains ``only`` fail with ``exc`` after ``limit`` bytes. Returns the list of the
+    (temporary) files that were hit."""
+    real_fdopen = os.fdopen
+    folder = os.path.realpath(folder)
+    hit = []
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            return f
+        if "w" in mode and os.path.dirname(target) == folder and only in \
+                os.path.basename(target):
+            hit.append(target)
+            return _FailingFile(f, limit, exc)
+        return f
+
+    monkeypatch.setattr(os, "fdopen", fdopen)
+    return hit
+
+
+def enospc():
+    """The error a full disk gives."""
+    return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+class read_only:
+    """``with read_only(folder):`` makes a folder unwritable (and restores it). Root ignores
+    permissions, so callers check :attr:`effective` and skip when it is False."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def __enter__(self):
+        os.chmod(self.folder, 0o500)
+        probe = os.path.join(self.folder, ".probe")
+        try:
+            open(probe, "w").close()
+            os.remove(probe)
+            self.effective = False
+        except OSError:
+            self.effective = True
+        return self
+
+    def __exit__(self, *exc):
+        os.chmod(self.folder, 0o700)
+        return False
