@@ -1,0 +1,61 @@
+"""The library's registries: names of presets, losses, formats, quantization modes and data sets.
+
+One source of truth for every module that offers a choice and for the configuration schema
+(``keras_distill.config``), which derives its keys' allowed values and defaults from here.
+This module imports only the standard library, so that ``keras-distill --help`` stays free of
+TensorFlow.
+
+Example:
+    >>> from keras_distill import registry
+    >>> registry.DEFAULT_QUANTIZATION
+    ('float32', 'float16', 'dynamic', 'int8')
+"""
+
+from __future__ import annotations
+
+#: Export formats of ``keras_distill.export``.
+FORMATS = ("tflite", "onnx", "micro")
+#: TFLite quantization modes, in the order artifacts are produced.
+QUANTIZATION_MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
+#: What the library's ``export()`` and the CLI produce unless told otherwise (int16x8 is
+#: opt-in: few devices run it faster than int8, and TFLite Micro lacks many of its kernels).
+DEFAULT_QUANTIZATION = ("float32", "float16", "dynamic", "int8")
+#: Modes that need calibration data (unless the model is quantization-aware).
+CALIBRATED_MODES = ("int8", "int16x8")
+
+#: Model presets (``keras_distill.presets``) and the keyword arguments each accepts.
+PRESET_ARGS = {
+    "teacher_cnn": ("width", "dropout"),
+    "student_cnn": ("width",),
+    "student_mlp": ("units",),
+}
+
+#: Distillation losses by name (``keras_distill.losses``) and the arguments each accepts.
+LOSS_ARGS = {
+    "soft_target_kl": ("temperature",),
+    "kl": ("temperature",),
+    "hard_target_ce": (),
+    "logit_mse": (),
+    "mse": (),
+    "decoupled_kd": ("alpha", "beta", "temperature"),
+    "dkd": ("alpha", "beta", "temperature"),
+    "feature_hint": ("teacher_layer", "student_layer"),
+}
+#: Loss arguments without a default.
+REQUIRED_LOSS_ARGS = {"feature_hint": ("teacher_layer", "student_layer")}
+
+#: Data sets bundled with a package (no download).
+BUNDLED_DATASETS = ("digits",)
+#: Image-classification data sets of ``keras.datasets`` (downloaded on first use).
+KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+#: Channels of images read from a folder.
+COLOR_MODES = ("grayscale", "rgb", "rgba")
+
+#: How a student shrunk from the teacher is initialized (``keras_distill.students``).
+TRANSFER_METHODS = ("select", "first", "none")
+#: What an ensemble of teachers averages (``keras_distill.teachers.Ensemble``).
+ENSEMBLE_AVERAGES = ("probabilities", "logits")
+#: Which student ``keras-distill run`` exports.
+EXPORT_STUDENT = ("auto", "distilled", "baseline")
+#: The jobs of the command line (``keras_distill.pipeline``).
+COMMANDS = ("run", "distill", "export", "evaluate")
