@@ -25,6 +25,16 @@ import keras
 import numpy as np
 from keras import layers
 
+from keras_distill.graph import (
+    consumers,
+    is_sequential,
+    layer_output_shape,
+    model_config,
+    read_graph,
+    repeated_blocks,
+    repeated_runs,
+)
+
 __all__ = [
     "LayerTransfer",
     "TransferReport",
@@ -39,298 +49,9 @@ _WIDTH_KEYS = ("filters", "units")
 _METHODS = ("first", "select")
 _MERGE_CLASSES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
-
-# --------------------------------------------------------------------------------------
-# Reading a model's graph from its config
-# --------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Node:
-    """One layer of a Functional / Sequential config, in topological order."""
-
-    name: str
-    class_name: str
-    entry: dict  # the serialized layer (class_name, config, inbound_nodes, ...)
-    inbound: list  # producer layer names, in argument order
-    calls: int  # how many times the layer is called in the model (shared layers > 1)
-
-
-def _is_sequential(model) -> bool:
-    return isinstance(model, keras.Sequential)
-
-
-def _model_config(model, what: str) -> dict:
-    """The config of a Functional / Sequential model, or a ValueError for anything else."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"{what} expects a keras.Model; got {type(model).__name__}.")
-    try:
-        config = model.get_config()
-    except NotImplementedError:
-        config = None
-    ok = isinstance(config, dict) and "layers" in config and (
-        _is_sequential(model) or "input_layers" in config
-    )
-    if not ok:
-        raise ValueError(
-            f"{what} cannot read the layer graph of {type(model).__name__} "
-            f"'{model.name}': it is a subclassed keras.Model, whose structure Keras does "
-            "not expose. Build the teacher as a Functional model "
-            "(keras.Model(inputs, outputs)) or a keras.Sequential, or build the student "
-            "by hand (for example with keras_distill.presets.student_cnn)."
-        )
-    return config
-
-
-def _histories(obj):
-    """All ``keras_history`` entries ([name, node_index, tensor_index]) nested in obj."""
-    found = []
-    if isinstance(obj, dict):
-        if "keras_history" in obj:
-            found.append(obj["keras_history"])
-        for value in obj.values():
-            found.extend(_histories(value))
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            found.extend(_histories(value))
-    return found
-
-
-def _tensor_refs(refs):
-    """Flatten a config's input_layers / output_layers into [name, node, tensor] lists."""
-    if isinstance(refs, (list, tuple)) and len(refs) == 3 and isinstance(refs[0], str):
-        return [list(refs)]
-    if isinstance(refs, dict):
-        refs = list(refs.values())
-    out = []
-    for ref in refs:
-        out.extend(_tensor_refs(ref))
-    return out
-
-
-def _read_graph(model, what: str = "this function"):
-    """(nodes, input_names, output_names, config) for a Functional or Sequential model."""
-    config = _model_config(model, what)
-    nodes = []
-    if _is_sequential(model):
-        previous = "__input__"  # Sequential models have one input, named so here
-        for entry in config["layers"]:
-            if entry["class_name"] == "InputLayer":
-                continue
-            name = entry["config"]["name"]
-            nodes.append(_Node(name, entry["class_name"], entry, [previous], 1))
-            previous = name
-        inputs = ["__input__"]
-        outputs = [previous]
-        return nodes, inputs, outputs, config
-    for entry in config["layers"]:
-        name = entry.get("name", entry["config"]["name"])
-        inbound = [h[0] for h in _histories(entry.get("inbound_nodes", []))]
-        calls = len(entry.get("inbound_nodes", []))
-        nodes.append(_Node(name, entry["class_name"], entry, inbound, calls))
-    inputs = [r[0] for r in _tensor_refs(config["input_layers"])]
-    outputs = [r[0] for r in _tensor_refs(config["output_layers"])]
-    nodes = [n for n in nodes if n.class_name != "InputLayer"]
-    return nodes, inputs, outputs, config
-
-
-def _consumers(nodes, outputs):
-    """Layer name -> list of consumer layer names ("__output__" for a model output)."""
-    consumers = {}
-    for node in nodes:
-        for producer in node.inbound:
-            consumers.setdefault(producer, []).append(node.name)
-    for name in outputs:
-        consumers.setdefault(name, []).append("__output__")
-    return consumers
-
-
-def _output_shape(model, name):
-    """The output shape of layer ``name`` in ``model`` (None when it is ambiguous)."""
-    if name == "__input__":
-        return tuple(model.inputs[0].shape)
-    try:
-        layer = model.get_layer(name)
-    except ValueError:
-        return None
-    try:
-        return tuple(layer.output.shape)
-    except (AttributeError, ValueError):
-        return None
-
-
-# --------------------------------------------------------------------------------------
-# shrink: repeated blocks
-# --------------------------------------------------------------------------------------
-
-
-def _strip_name(config: dict) -> dict:
-    config = dict(config)
-    config.pop("name", None)
-    return config
-
-
-def _segments(nodes, inputs, outputs):
-    """Split the topologically ordered nodes at cut points.
-
-    A cut point is a position after which the only tensor still needed is the
-    output of the node just before it. The nodes between two cut points form a
-    single-entry, single-exit segment (one layer in a plain chain; a whole
-    residual block when a skip connection spans it).
-
-    Returns a list of (entry_name, [node indices]) pairs, in order.
-    """
-    position = {name: -1 for name in inputs}
-    for i, node in enumerate(nodes):
-        position[node.name] = i
-    last_use = {name: -1 for name in position}
-    for i, node in enumerate(nodes):
-        for producer in node.inbound:
-            last_use[producer] = max(last_use.get(producer, -1), i)
-    for name in outputs:
-        last_use[name] = len(nodes)
-
-    segments = []
-    if len(inputs) != 1:
-        return segments
-    entry = inputs[0]
-    current = []
-    live = last_use.get(entry, -1)  # last position at which a tensor made so far is used
-    for i, node in enumerate(nodes):
-        current.append(i)
-        if live <= i and node.calls == 1:  # only node i's output crosses the boundary
-            segments.append((entry, current))
-            entry, current = node.name, []
-        live = max(live, last_use.get(node.name, -1))
-    if current:
-        segments.append((entry, current))
-    return segments
-
-
-def _signature(nodes, entry, indices):
-    """What must be equal for two segments (or units) to count as repetitions."""
-    local = {nodes[i].name: k for k, i in enumerate(indices)}
-    sig = []
-    for i in indices:
-        node = nodes[i]
-        if node.calls != 1:
-            return None
-        refs = tuple(("in", local[p]) if p in local else ("entry",) if p == entry else ("x", p)
-                     for p in node.inbound)
-        if any(r[0] == "x" for r in refs):
-            return None
-        config = _strip_name(node.entry["config"])
-        sig.append((node.class_name, repr(sorted(config.items(), key=lambda kv: kv[0])), refs))
-    return tuple(sig)
-
-
-def _find_runs(model, nodes, inputs, outputs):
-    """Runs of repeated blocks: list of runs, each a list of units, each a list of node indices.
-
-    See :func:`repeated_blocks` for the definition.
-    """
-    segments = _segments(nodes, inputs, outputs)
-    n = len(segments)
-    # A segment only reads its entry and its own layers, so a block's signature is
-    # the sequence of its segments' signatures.
-    seg_sigs = [_signature(nodes, entry, indices) for entry, indices in segments]
-
-    def unit(s, length):
-        entry = segments[s][0]
-        indices = [i for _, seg in segments[s:s + length] for i in seg]
-        return entry, indices
-
-    def unit_sig(s, length):
-        sigs = seg_sigs[s:s + length]
-        if any(sig is None for sig in sigs):
-            return None
-        entry, indices = unit(s, length)
-        a = _output_shape(model, entry)
-        if a is None or a != _output_shape(model, nodes[indices[-1]].name):
-            return None  # not shape-preserving: cannot be dropped
-        return tuple(sigs)
-
-    def count(s, length):
-        """How many times the block of `length` segments at `s` repeats, back to back."""
-        first = unit_sig(s, length)
-        if first is None:
-            return 0
-        reps = 1
-        while s + (reps + 1) * length <= n and unit_sig(s + reps * length, length) == first:
-            reps += 1
-        return reps
-
-    def starts_with_weights(s):
-        return bool(model.get_layer(nodes[segments[s][1][0]].name).weights)
-
-    runs = []
-    s = 0
-    while s < n:
-        best = None  # (coverage, -length, reps, length)
-        for length in range(1, (n - s) // 2 + 1):
-            reps = count(s, length)
-            if reps >= 2:
-                candidate = (reps * length, -length, reps, length)
-                if best is None or candidate[:2] > best[:2]:
-                    best = candidate
-        if best is None:
-            s += 1
-            continue
-        _, _, reps, length = best
-        # Align blocks to start at a layer with weights when a shifted alignment
-        # repeats as often: [conv ... add, relu] rather than [relu, conv ... add].
-        if not starts_with_weights(s):
-            for shift in range(1, length):
-                if s + shift < n and starts_with_weights(s + shift) and \
-                        count(s + shift, length) >= reps:
-                    s += shift
-                    reps = count(s, length)
-                    break
-        runs.append([unit(s + r * length, length)[1] for r in range(reps)])
-        s += reps * length
-    return runs
-
-
-def repeated_blocks(model) -> list[list[list[str]]]:
-    """The runs of repeated blocks in a Functional or Sequential model.
-
-    Definitions used by :func:`shrink` (``depth``):
-
-    - A *segment* is a single-entry, single-exit piece of the layer graph: cut
-      the layers (in topological order) at every point where the only tensor
-      still needed later is the one just produced. In a plain chain each layer
-      is a segment; a residual block (whose skip connection keeps the block's
-      input alive) is one segment up to its merge layer.
-    - A *block* is one or more consecutive segments. A *run of repeated blocks*
-      is two or more consecutive blocks whose layers have identical class and
-      config apart from the name, wired identically, each of which **maps its
-      input shape to the same output shape** (so any of them can be removed
-      without changing the shapes around it). Shared layers never repeat.
-
-    Runs are found greedily from the input side; at each position the block
-    length that covers the most layers wins (the shortest on ties), and a run
-    is shifted to start at a layer with weights when the shifted blocks repeat
-    as often (so a ResNet block is [conv ... add, relu], not [relu, conv ... add]).
-
-    Args:
-        model: a Functional or Sequential ``keras.Model``.
-
-    Returns:
-        One list per run; each run is a list of repetitions; each repetition is
-        the list of its layer names.
-
-    Example:
-        >>> inputs = keras.Input((8, 8, 1))
-        >>> x = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
-        >>> for i in range(3):
-        ...     x = keras.layers.Conv2D(8, 3, padding="same", name=f"c{i}")(x)
-        ...     x = keras.layers.ReLU(name=f"r{i}")(x)
-        >>> repeated_blocks(keras.Model(inputs, x))
-        [[['c0', 'r0'], ['c1', 'r1'], ['c2', 'r2']]]
-    """
-    nodes, inputs, outputs, _ = _read_graph(model, "repeated_blocks")
-    runs = _find_runs(model, nodes, inputs, outputs)
-    return [[[nodes[i].name for i in rep] for rep in run] for run in runs]
+# quantize.py reads graphs through these names until it imports keras_distill.graph.
+_read_graph = read_graph
+_consumers = consumers
 
 
 def _kept_repetitions(depth, reps: int) -> int:
@@ -442,13 +163,13 @@ def shrink(teacher, width: float = 0.5, depth=None, *, name: str | None = None):
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 1:
         raise ValueError(f"width must be a number in (0, 1]; got {width!r}.")
     _check_depth(depth)
-    nodes, inputs, outputs, config = _read_graph(teacher, "shrink")
+    nodes, inputs, outputs, config = read_graph(teacher, "shrink")
     config = copy.deepcopy(config)
     config["name"] = name or f"{teacher.name}_shrunk"
 
     removed: set[str] = set()
     if depth is not None:
-        runs = _find_runs(teacher, nodes, inputs, outputs)
+        runs = repeated_runs(teacher, nodes, inputs, outputs)
         if not runs:
             raise ValueError(
                 f"shrink(depth={depth!r}): teacher '{teacher.name}' has no repeated blocks "
@@ -463,7 +184,7 @@ def shrink(teacher, width: float = 0.5, depth=None, *, name: str | None = None):
             last = nodes[run[-1][-1]].name
             for rep in run[keep:]:
                 removed.update(nodes[i].name for i in rep)
-            if not _is_sequential(teacher):
+            if not is_sequential(teacher):
                 config["layers"] = _rewire(config["layers"], last, last_kept)
                 config["output_layers"] = _rewire(config["output_layers"], last, last_kept)
 
@@ -485,7 +206,7 @@ def shrink(teacher, width: float = 0.5, depth=None, *, name: str | None = None):
     config["layers"] = new_layers
 
     try:
-        if _is_sequential(teacher):
+        if is_sequential(teacher):
             student = keras.Sequential.from_config(config)
             if not student.built and teacher.built:
                 student.build(teacher.input_shape)
@@ -669,8 +390,8 @@ def transfer_weights(teacher, student, method: str = "select") -> TransferReport
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}; got {method!r}.")
-    t_nodes, _, _, _ = _read_graph(teacher, "transfer_weights (teacher)")
-    s_nodes, s_inputs, _, _ = _read_graph(student, "transfer_weights (student)")
+    t_nodes, _, _, _ = read_graph(teacher, "transfer_weights (teacher)")
+    s_nodes, s_inputs, _, _ = read_graph(student, "transfer_weights (student)")
 
     def layer_of(model, name):
         return model.get_layer(name)
@@ -723,7 +444,7 @@ def transfer_weights(teacher, student, method: str = "select") -> TransferReport
     # ---- walk the student graph --------------------------------------------------------
     sel: dict[str, _Sel | None] = {}
     for name in s_inputs:
-        shape = _output_shape(student, name)
+        shape = layer_output_shape(student, name)
         channels = int(shape[-1]) if shape[-1] is not None else 0
         sel[name] = _Sel(np.arange(channels), channels)
 
@@ -732,7 +453,7 @@ def transfer_weights(teacher, student, method: str = "select") -> TransferReport
         layer = layer_of(student, node.name)
         in_sels = [sel.get(p) for p in node.inbound]
         in_sel = in_sels[0] if in_sels else None
-        out_shape = _output_shape(student, node.name)
+        out_shape = layer_output_shape(student, node.name)
         out_channels = int(out_shape[-1]) if out_shape and out_shape[-1] is not None else None
 
         if not _has_weights(layer):
@@ -958,7 +679,7 @@ def probe(teacher, layer_name: str, num_classes: int | None = None, *, name: str
         >>> model.get_layer("features").trainable
         False
     """
-    _model_config(teacher, "probe")
+    model_config(teacher, "probe")
     names = [layer.name for layer in teacher.layers]
     if layer_name not in names:
         raise ValueError(f"probe: teacher '{teacher.name}' has no layer {layer_name!r}; "
