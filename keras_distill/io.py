@@ -27,7 +27,7 @@ import zipfile
 import zlib
 
 __all__ = ["KERAS_SUFFIX", "UnsafeModelError", "atomic_write_bytes", "atomic_write_text",
-           "load_model"]
+           "load_model", "output_folder", "remove_quietly", "save_model", "write_files"]
 
 #: The one model file format :func:`load_model` reads.
 KERAS_SUFFIX = ".keras"
@@ -259,7 +259,7 @@ def atomic_write_bytes(path, data):
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as exc:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         if isinstance(exc, OSError) and exc.errno is not None:
             raise _write_error(exc, path, folder) from exc
         raise
@@ -323,8 +323,83 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def _remove_quietly(path):
+def remove_quietly(path):
+    """Remove a file if it is there (no error when it is not, or cannot be removed)."""
     try:
         os.remove(path)
     except OSError:
         pass
+
+
+def write_files(folder, files):
+    """Write ``{file name: bytes}`` into ``folder`` atomically, all or none: each file through
+    :func:`atomic_write_bytes`; on a failure the ones already written are removed again.
+
+    Returns:
+        The names written.
+    """
+    written = []
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(os.path.join(folder, name), data)
+            written.append(name)
+    except BaseException:
+        for name in written:
+            remove_quietly(os.path.join(folder, name))
+        raise
+    return written
+
+
+def output_folder(path, *, arg="out_dir"):
+    """Create ``path`` if needed and check that files can be written in it.
+
+    Returns:
+        The absolute path.
+
+    Raises:
+        OSError: naming the folder, the reason and the fix (``arg`` is the argument or
+            configuration key that set it; ``--out-dir`` on the command line).
+
+    Example:
+        >>> import tempfile
+        >>> output_folder(tempfile.mkdtemp()).startswith("/")
+        True
+    """
+    path = os.path.abspath(os.fspath(path))
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=path)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        message = (f"cannot write to {arg}={path!r} ({exc.strerror or exc}); pass a writable "
+                   f"folder as {arg} (--{arg.replace('_', '-')} on the command line).")
+        raise (OSError(exc.errno, message) if exc.errno else OSError(message)) from exc
+    return path
+
+
+def save_model(model, path):
+    """Save a Keras model to ``path`` (``.keras``) atomically, without its optimizer state.
+
+    The model is rebuilt from its config with the same weights (an uncompiled copy), so the
+    file holds no optimizer; models that do not rebuild are saved as they are. The file is
+    written under a temporary name in the same folder and renamed into place.
+
+    Returns:
+        The absolute path.
+    """
+    path = os.path.abspath(os.fspath(path))
+    folder, base = os.path.split(path)
+    tmp = os.path.join(folder, f".{base[:-len(KERAS_SUFFIX)]}.{os.getpid()}.tmp{KERAS_SUFFIX}")
+    try:
+        try:  # an uncompiled copy (clone_model would copy the optimizer too)
+            clean = model.__class__.from_config(model.get_config())
+            clean.set_weights(model.get_weights())
+        except Exception:  # noqa: BLE001  (models that do not rebuild: saved as they are)
+            clean = model
+        clean.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return path

@@ -27,9 +27,12 @@ from keras_distill.io import atomic_write_bytes, atomic_write_text
 __all__ = [
     "Row",
     "format_table",
+    "markdown",
     "markdown_table",
+    "package_versions",
     "plot_accuracy_vs_size",
     "run_markdown",
+    "text_table",
     "write_json",
     "write_text",
 ]
@@ -104,6 +107,51 @@ def _cells(row, missing, gzip=False):
     return cells
 
 
+def text_table(header, lines, *, right=(), suffixes=None):
+    """Columns padded to their widest cell: the one plain-text table renderer.
+
+    Args:
+        header: column titles.
+        lines: rows of cells (strings).
+        right: indices of right-aligned (number) columns.
+        suffixes: one string per row appended after its last column (e.g. a note).
+
+    Example:
+        >>> print(text_table(["file", "KiB"], [["a.tflite", "8.3"], ["bb.onnx", "12.0"]],
+        ...                  right={1}))
+        file       KiB
+        a.tflite   8.3
+        bb.onnx   12.0
+    """
+    table = [list(header)] + [list(line) for line in lines]
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(table):
+        text = "  ".join(str(c).rjust(w) if j in right else str(c).ljust(w)
+                         for j, (c, w) in enumerate(zip(line, widths)))
+        if suffixes is not None and i > 0 and suffixes[i - 1]:
+            text += "  " + suffixes[i - 1]
+        out.append(text.rstrip())
+    return "\n".join(out)
+
+
+def markdown(header, lines, *, right=()):
+    """A Markdown table (``|`` in cells escaped): the one Markdown table renderer.
+
+    Example:
+        >>> print(markdown(["file", "KiB"], [["a.tflite", "8.3"]], right={1}))
+        | file | KiB |
+        |---|---:|
+        | a.tflite | 8.3 |
+    """
+    def cell(c):
+        return str(c).replace("|", "\\|")
+
+    rule = "|" + "".join("---:|" if j in right else "---|" for j in range(len(header)))
+    return "\n".join(["| " + " | ".join(header) + " |", rule]
+                     + ["| " + " | ".join(cell(c) for c in line) + " |" for line in lines])
+
+
 def format_table(rows, *, agreement_label="agreement", notes=True):
     """A plain-text table, numbers right-aligned; ``note`` (if any) after the last column.
 
@@ -114,29 +162,35 @@ def format_table(rows, *, agreement_label="agreement", notes=True):
     """
     header = _header(rows, agreement_label)
     gzip = _has_gzip(rows)
-    table = [header] + [_cells(r, "-", gzip) for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    lines = []
-    for i, line in enumerate(table):
-        parts = [c.ljust(w) if j < 3 else c.rjust(w) for j, (c, w) in
-                 enumerate(zip(line, widths))]
-        text = "  ".join(parts)
-        if notes and i > 0 and rows[i - 1].note:
-            text += "  " + rows[i - 1].note
-        lines.append(text.rstrip())
-    return "\n".join(lines)
+    return text_table(header, [_cells(r, "-", gzip) for r in rows],
+                      right=set(range(3, len(header))),
+                      suffixes=[r.note for r in rows] if notes else None)
 
 
 def markdown_table(rows, *, agreement_label="agreement"):
     """The rows as a Markdown table, with a ``note`` column."""
     header = [*_header(rows, agreement_label), "note"]
     gzip = _has_gzip(rows)
-    lines = ["| " + " | ".join(header) + " |",
-             "|---|---|---|" + "---:|" * (len(header) - 4) + "---|"]
-    for r in rows:
-        cells = _cells(r, "—", gzip) + [r.note.replace("|", "\\|") or ""]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown(header, [_cells(r, "—", gzip) + [r.note or ""] for r in rows],
+                    right=set(range(3, len(header) - 1)))
+
+
+def package_versions(packages):
+    """``{package: version or None}`` of installed distributions: the one version collector.
+
+    Example:
+        >>> package_versions(["numpy"])["numpy"] is not None
+        True
+    """
+    import importlib.metadata as md
+
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    return versions
 
 
 def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size"):

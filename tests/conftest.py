@@ -45,3 +45,34 @@ def trained_teacher(digits):
     acc = teacher.evaluate(digits.x_test, digits.y_test, verbose=0)[1]
     assert acc > 0.9, f"the shared test teacher only reached {acc:.3f} test accuracy"
     return teacher
+
+
+@pytest.fixture(scope="session")
+def student(digits):
+    """A digits student (student_cnn, width 8) trained once per session, shared read-only by
+    the export and verify tests."""
+    import keras
+
+    from keras_distill.presets import student_cnn
+
+    keras.utils.set_random_seed(0)
+    model = student_cnn(digits.input_shape, digits.num_classes, width=8)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(digits.x_train, digits.y_train, epochs=12, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def exported(student, digits, tmp_path_factory):
+    """One export of ``student`` to every format and quantization mode, verified on the digits
+    test split: ``(report, folder)``. Tests that change files work on a copy."""
+    from helpers import ALL_MODES
+
+    from keras_distill.export import export
+
+    out = tmp_path_factory.mktemp("exported")
+    report = export(student, out, name="digits-student", quantization=ALL_MODES,
+                    representative_data=digits.x_train, eval_data=(digits.x_test, digits.y_test),
+                    labels=digits.class_names)
+    return report, out

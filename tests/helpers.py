@@ -12,6 +12,8 @@ import os
 
 import numpy as np
 
+#: Every TFLite quantization mode (the default leaves out int16x8).
+ALL_MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 #: Max abs error an artifact may show against Keras, per quantization mode (float modes), and
 #: the top-1 agreement it must reach (every mode; int8 is judged statistically).
 ARTIFACT_TOLERANCE = {"float32": 1e-4, "float16": 5e-2, "dynamic": 2e-1}

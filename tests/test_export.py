@@ -1,7 +1,8 @@
 """Tests for keras_distill.export: real converters, checked in LiteRT, ONNX Runtime and TFLM.
 
 Conversions are expensive (and each leaks ~22 MB in TF 2.21), so one full export of a trained
-student is shared by the module; the other tests convert small models once each.
+student (``conftest.exported``) is shared with the verify tests; the other tests convert small
+models once each.
 """
 
 import json
@@ -15,37 +16,10 @@ import numpy as np
 import pytest
 from keras import layers
 
+from helpers import ALL_MODES
+
 from keras_distill.export import VerificationError, export, micro, tflite
-from keras_distill.export import _atomic_write as atomic_write
 from keras_distill.export import onnx as onnx_export
-
-ALL_MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
-
-
-def _fit_student(digits, epochs=12, width=8):
-    from keras_distill.presets import student_cnn
-
-    keras.utils.set_random_seed(0)
-    model = student_cnn(digits.input_shape, digits.num_classes, width=width)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(digits.x_train, digits.y_train, epochs=epochs, batch_size=32, verbose=0)
-    return model
-
-
-@pytest.fixture(scope="module")
-def student(digits):
-    return _fit_student(digits)
-
-
-@pytest.fixture(scope="module")
-def exported(student, digits, tmp_path_factory):
-    """Every format and every quantization mode, verified on the digits test split."""
-    out = tmp_path_factory.mktemp("exported")
-    report = export(student, out, name="digits-student", quantization=ALL_MODES,
-                    representative_data=digits.x_train, eval_data=(digits.x_test, digits.y_test),
-                    labels=digits.class_names)
-    return report, out
 
 
 def _litert(path_or_bytes):
@@ -276,31 +250,6 @@ def test_bad_arguments_name_the_value(student, tmp_path, digits):
             export(student, tmp_path / "out", **kwargs)
     with pytest.raises(TypeError, match="keras.Model"):
         export("model.keras", tmp_path / "out")
-
-
-def test_unwritable_out_dir_is_a_clear_error(student, digits, tmp_path):
-    blocker = tmp_path / "a_file"
-    blocker.write_text("not a folder")
-    with pytest.raises(OSError, match="out_dir"):
-        export(student, blocker / "exported", quantization=("float32",), formats=("tflite",),
-               representative_data=digits.x_train)
-
-
-def test_atomic_write_leaves_no_partial_file(tmp_path):
-    target = tmp_path / "model.tflite"
-    target.write_bytes(b"previous")
-
-    def chunks():
-        yield b"half of a model"
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match="No space left"):
-        atomic_write(target, chunks())
-    assert target.read_bytes() == b"previous"
-    assert os.listdir(tmp_path) == ["model.tflite"]
-    atomic_write(target, b"new")
-    assert target.read_bytes() == b"new"
-    assert os.listdir(tmp_path) == ["model.tflite"]
 
 
 def test_failure_mid_export_keeps_the_others(student, digits, tmp_path, monkeypatch):

@@ -398,3 +398,16 @@ def measure_arena(model_bytes, *, granularity=ARENA_GRANULARITY, layer_names=())
         hi = min(hi, arena)
     return ArenaMeasurement(arena_size=arena, min_bytes=hi, granularity=granularity,
                             probes=probes)
+
+
+def resolver_method(op):
+    """``tflite::MicroMutableOpResolver``'s method for a TFLite builtin op: ``CONV_2D`` →
+    ``AddConv2D``, ``MAX_POOL_2D`` → ``AddMaxPool2D``, ``FULLY_CONNECTED`` →
+    ``AddFullyConnected``.
+
+    Example:
+        >>> [resolver_method(o) for o in ("CONV_2D", "DEPTHWISE_CONV_2D", "RELU6")]
+        ['AddConv2D', 'AddDepthwiseConv2D', 'AddRelu6']
+    """
+    return "Add" + "".join(t.upper() if t[:1].isdigit() else t.capitalize()
+                           for t in op.split("_"))

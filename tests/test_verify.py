@@ -1,4 +1,4 @@
-"""Tests for keras_distill.evaluate: artifacts run in LiteRT, ONNX Runtime and TFLM, on their own."""
+"""Tests for keras_distill.verify: artifacts run in LiteRT, ONNX Runtime and TFLM, on their own."""
 
 import json
 import os
@@ -8,29 +8,13 @@ import keras
 import numpy as np
 import pytest
 
-from keras_distill import evaluate as ev
-from keras_distill.export import export
+from keras_distill import verify as ev
 
 
 @pytest.fixture(scope="module")
-def student(digits):
-    from keras_distill.presets import student_cnn
-
-    keras.utils.set_random_seed(0)
-    model = student_cnn(digits.input_shape, digits.num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(digits.x_train, digits.y_train, epochs=10, batch_size=32, verbose=0)
-    return model
-
-
-@pytest.fixture(scope="module")
-def folder(student, digits, tmp_path_factory):
-    out = tmp_path_factory.mktemp("artifacts")
-    report = export(student, out, name="s", quantization=("float32", "int8"),
-                    representative_data=digits.x_train, eval_data=(digits.x_test, digits.y_test))
-    assert report.ok, [a.error for a in report.failed]
-    return out
+def folder(exported):
+    """The session's shared export (``conftest.exported``): every format and mode."""
+    return exported[1]
 
 
 def _manifest(folder):
@@ -60,7 +44,7 @@ def test_metrics_by_hand():
 
 
 def test_float32_tflite_against_the_keras_model(folder, student, digits):
-    path = folder / "s_float32.tflite"
+    path = folder / "digits-student_float32.tflite"
     r = ev.evaluate_artifact(path, digits.x_test, digits.y_test, reference=student)
     expected_acc = float(np.mean(np.argmax(student.predict(digits.x_test, verbose=0), -1)
                                  == digits.y_test))
@@ -79,7 +63,7 @@ def test_int8_runner_quantizes_like_a_device(folder, digits):
     """The runner's float-in/float-out call equals a hand-quantized LiteRT invocation."""
     from ai_edge_litert.interpreter import Interpreter
 
-    data = (folder / "s_int8.tflite").read_bytes()
+    data = (folder / "digits-student_int8.tflite").read_bytes()
     runner = ev.LiteRTRunner(data)
     interp = Interpreter(model_content=data)
     interp.allocate_tensors()
@@ -97,47 +81,47 @@ def test_int8_runner_quantizes_like_a_device(folder, digits):
 def test_reference_as_array_and_mismatch(folder, student, digits):
     x = digits.x_test[:30]
     reference = student.predict(x, verbose=0)
-    r = ev.evaluate_artifact(folder / "s_int8.tflite", x, reference=reference)
+    r = ev.evaluate_artifact(folder / "digits-student_int8.tflite", x, reference=reference)
     assert r["accuracy"] is None and r["agreement"] >= 0.9
     assert 0 < r["max_abs_error"] < 1.0
     with pytest.raises(ValueError, match="reference has 29 rows"):
-        ev.evaluate_artifact(folder / "s_int8.tflite", x, reference=reference[:29])
+        ev.evaluate_artifact(folder / "digits-student_int8.tflite", x, reference=reference[:29])
     with pytest.raises(ValueError, match="3 labels"):
-        ev.evaluate_artifact(folder / "s_int8.tflite", x, y=digits.y_test[:3])
+        ev.evaluate_artifact(folder / "digits-student_int8.tflite", x, y=digits.y_test[:3])
 
 
 def test_micro_source_runs_in_tflm_with_its_recorded_arena(folder, digits):
-    record = _manifest(folder)["s_model_data.cc"]
-    for name in ("s_model_data.cc", "s_model_data.h"):
+    record = _manifest(folder)["digits_student_model_data.cc"]
+    for name in ("digits_student_model_data.cc", "digits_student_model_data.h"):
         r = ev.evaluate_artifact(folder / name, digits.x_test, digits.y_test)
         assert r["format"] == "micro" and r["runtime"] == "tflite-micro"
         assert r["quantization"] == "int8"
         assert r["arena_size"] == record["details"]["arena"]["arena_size"]
         assert r["size_bytes"] == record["size_bytes"]
-        assert r["file_bytes"] == (folder / "s_model_data.cc").stat().st_size
+        assert r["file_bytes"] == (folder / "digits_student_model_data.cc").stat().st_size
         assert r["accuracy"] == pytest.approx(record["metrics"]["accuracy"])
 
 
 def test_too_small_arena_is_an_error_not_a_crash(folder, digits):
     with pytest.raises(RuntimeError, match="arena_size=64"):
-        ev.evaluate_artifact(folder / "s_model_data.cc", digits.x_test[:5], arena_size=64)
+        ev.evaluate_artifact(folder / "digits_student_model_data.cc", digits.x_test[:5], arena_size=64)
 
 
 def test_micro_source_without_arena_is_measured(folder, digits, tmp_path):
-    text = (folder / "s_model_data.cc").read_text()
+    text = (folder / "digits_student_model_data.cc").read_text()
     stripped = "\n".join(line for line in text.splitlines() if "arena" not in line)
     (tmp_path / "bare_model_data.cc").write_text(stripped)
     r = ev.evaluate_artifact(tmp_path / "bare_model_data.cc", digits.x_test[:20])
-    assert r["arena_size"] == _manifest(folder)["s_model_data.cc"]["details"]["arena"][
+    assert r["arena_size"] == _manifest(folder)["digits_student_model_data.cc"]["details"]["arena"][
         "arena_size"]
 
 
 def test_onnx_artifacts(folder, student, digits):
-    f32 = ev.evaluate_artifact(folder / "s_float32.onnx", digits.x_test, digits.y_test,
+    f32 = ev.evaluate_artifact(folder / "digits-student_float32.onnx", digits.x_test, digits.y_test,
                                reference=student)
     assert f32["runtime"] == "onnxruntime" and f32["quantization"] == "float32"
     assert f32["max_abs_error"] <= 1e-4
-    q = ev.evaluate_artifact(folder / "s_int8.onnx", digits.x_test, digits.y_test,
+    q = ev.evaluate_artifact(folder / "digits-student_int8.onnx", digits.x_test, digits.y_test,
                              reference=student)
     assert q["quantization"] == "int8"
     assert q["agreement"] >= 0.9
@@ -145,20 +129,26 @@ def test_onnx_artifacts(folder, student, digits):
 
 def test_evaluate_folder_reports_every_file(folder, digits, student, tmp_path):
     copy = tmp_path / "copy"
-    shutil.copytree(folder, copy)
+    copy.mkdir()
+    for name in ("digits-student_float32.onnx", "digits-student_float32.tflite",
+                 "digits-student_int8.onnx", "digits-student_int8.tflite",
+                 "digits_student_model_data.cc", "digits_student_model_data.h", "report.md"):
+        shutil.copy(folder / name, copy / name)
     (copy / "broken.tflite").write_bytes(b"not a flatbuffer")
     rows = ev.evaluate_folder(copy, digits.x_test, digits.y_test, reference=student)
-    assert [r["file"] for r in rows] == ["broken.tflite", "s_float32.onnx", "s_float32.tflite",
-                                         "s_int8.onnx", "s_int8.tflite", "s_model_data.cc"]
+    assert [r["file"] for r in rows] == [
+        "broken.tflite", "digits-student_float32.onnx", "digits-student_float32.tflite",
+        "digits-student_int8.onnx", "digits-student_int8.tflite",
+        "digits_student_model_data.cc"]
     assert "error" in rows[0] and "error" not in rows[1]
     manifest = _manifest(folder)
     for r in rows[1:]:
         assert r["accuracy"] == pytest.approx(manifest[r["file"]]["metrics"]["accuracy"])
         assert r["agreement"] == pytest.approx(manifest[r["file"]]["metrics"]["agreement"])
     table = ev.format_table(rows)
-    assert "broken.tflite" in table and "s_model_data.cc" in table
-    assert [r["file"] for r in ev.evaluate(copy / "s_int8.tflite", digits.x_test[:5])] == [
-        "s_int8.tflite"]
+    assert "broken.tflite" in table and "digits_student_model_data.cc" in table
+    assert [r["file"] for r in ev.evaluate(copy / "digits-student_int8.tflite", digits.x_test[:5])] == [
+        "digits-student_int8.tflite"]
 
 
 def test_bad_paths_are_clear_errors(tmp_path):

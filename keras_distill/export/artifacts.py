@@ -1,0 +1,186 @@
+"""What :func:`keras_distill.export.export` produced: one :class:`Artifact` per file, the
+:class:`ExportReport` around them, and :class:`VerificationError`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+
+class VerificationError(RuntimeError):
+    """A float32 artifact does not reproduce the Keras model (max abs error > 1e-4).
+
+    Attributes:
+        report: the :class:`ExportReport`, already written to ``out_dir`` with the failure.
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass
+class Artifact:
+    """One exported artifact, or one that failed.
+
+    Attributes:
+        format: ``"tflite"``, ``"onnx"`` or ``"micro"``.
+        quantization: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"`` or ``"int16x8"``.
+        path: file name inside ``out_dir`` (the ``.cc`` for micro); ``None`` if it failed.
+        files: every file of the artifact (micro: the ``.cc`` and the ``.h``).
+        status: ``"ok"`` or ``"failed"``.
+        size_bytes: size of the model (the flatbuffer for micro, whose ``.cc`` is text).
+        sha256: SHA-256 of the model bytes.
+        metrics: results in its runtime, measured once on the file written to disk:
+            ``accuracy``, ``agreement`` (with Keras), ``max_abs_error``, ``mean_abs_error``,
+            ``agreement_with_reference`` (with ``reference_outputs``, e.g. the teacher's),
+            ``latency_ms_median``, ``n_samples``, ``runtime``.
+        details: input/output dtype, shape, scale and zero point; ``ops`` (TFLite and micro),
+            ``signatures`` (TFLite), ``gzip_size_bytes``; ``arena``, ``micro_op_resolver``
+            and ``identifiers`` for micro.
+        error: why it failed.
+        seconds: time spent converting and verifying it.
+        qat: True for an artifact of the quantization-aware twin (``export(qat_model=...)``).
+    """
+
+    format: str
+    quantization: str
+    path: str | None = None
+    files: list = dataclasses.field(default_factory=list)
+    status: str = "ok"
+    size_bytes: int | None = None
+    sha256: str | None = None
+    metrics: dict = dataclasses.field(default_factory=dict)
+    details: dict = dataclasses.field(default_factory=dict)
+    error: str | None = None
+    seconds: float | None = None
+    qat: bool = False
+
+    @property
+    def ok(self):
+        return self.status == "ok"
+
+    @property
+    def key(self):
+        return f"{self.format}/{self.quantization}"
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ExportReport:
+    """What :func:`export` wrote and how each artifact performed in its runtime.
+
+    Written to ``out_dir`` as ``manifest.json`` (:meth:`to_dict`) and ``report.md``
+    (:meth:`to_markdown`).
+
+    Attributes:
+        name: base name of the files.
+        out_dir: the output folder (absolute).
+        artifacts: list of :class:`Artifact`, in the order they were produced.
+        keras: the Keras model: ``params``, ``input_shape``, ``output_shape`` and, when eval
+            data was given, ``accuracy``.
+        evaluated_on: what the metrics were computed on (``"eval_data"``,
+            ``"representative_data"`` or ``"random inputs"``) and how many samples.
+        settings: the arguments that shaped the export.
+        labels_file: ``"labels.txt"`` when labels were written.
+        notes: remarks (e.g. the arena is an upper bound for 32-bit MCUs).
+        created: ISO timestamp.
+        versions: versions of the converters and runtimes.
+
+    Example:
+        >>> report = export(student, "exported", representative_data=x_train,
+        ...                 eval_data=(x_test, y_test))  # doctest: +SKIP
+        >>> report.get("tflite", "int8").metrics["accuracy"]  # doctest: +SKIP
+        0.972
+    """
+
+    name: str
+    out_dir: str
+    artifacts: list = dataclasses.field(default_factory=list)
+    keras: dict = dataclasses.field(default_factory=dict)
+    evaluated_on: dict = dataclasses.field(default_factory=dict)
+    settings: dict = dataclasses.field(default_factory=dict)
+    labels_file: str | None = None
+    notes: list = dataclasses.field(default_factory=list)
+    created: str = ""
+    versions: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self):
+        """True when every artifact was written and verified."""
+        return all(a.ok for a in self.artifacts)
+
+    @property
+    def failed(self):
+        """The artifacts that failed."""
+        return [a for a in self.artifacts if not a.ok]
+
+    def get(self, format, quantization=None):
+        """The artifact of ``format`` (and ``quantization``), or ``None``."""
+        for a in self.artifacts:
+            if a.format == format and (quantization is None or a.quantization == quantization):
+                return a
+        return None
+
+    def path(self, format, quantization=None):
+        """Absolute path of an artifact's main file, or ``None`` if absent or failed."""
+        a = self.get(format, quantization)
+        return os.path.join(self.out_dir, a.path) if a is not None and a.ok else None
+
+    def size_ratio(self, artifact):
+        """``artifact.size_bytes`` over the float32 TFLite size, or ``None``."""
+        base = self.get("tflite", "float32")
+        if base is None or not base.ok or not artifact.size_bytes:
+            return None
+        return artifact.size_bytes / base.size_bytes
+
+    def to_dict(self):
+        """A JSON-serializable dict (the content of ``manifest.json``)."""
+        d = dataclasses.asdict(self)
+        for record, artifact in zip(d["artifacts"], self.artifacts):
+            ratio = self.size_ratio(artifact)
+            record["size_ratio_vs_tflite_float32"] = None if ratio is None else round(ratio, 4)
+        return d
+
+    def to_markdown(self):
+        """A Markdown report: one table row per artifact, then failures and notes."""
+        from keras_distill.report import markdown
+
+        lines = [f"# Export report: {self.name}", ""]
+        k = self.keras
+        lines.append(f"Keras model: {k.get('params', '?')} parameters, input "
+                     f"{k.get('input_shape')}, output {k.get('output_shape')}"
+                     + (f", accuracy {k['accuracy']:.4f}" if k.get("accuracy") is not None
+                        else "") + ".")
+        ev = self.evaluated_on
+        if ev:
+            lines.append(f"Metrics on {ev.get('source')} ({ev.get('n_samples')} samples), one "
+                         "sample per call, one thread.")
+        header = ["artifact", "format", "quantization", "size KiB", "× float32", "accuracy",
+                  "agreement", "max abs err", "latency ms", "arena B", "status"]
+        lines += ["", markdown(header, [self._markdown_cells(a) for a in self.artifacts],
+                               right=set(range(3, 10)))]
+        if self.failed:
+            lines += ["", "## Failures", ""]
+            lines += [f"- **{a.key}**: {a.error}" for a in self.failed]
+        if self.labels_file:
+            lines += ["", f"Labels: `{self.labels_file}`."]
+        if self.notes:
+            lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines) + "\n"
+
+    def _markdown_cells(self, a):
+        m, ratio = a.metrics, self.size_ratio(a)
+        arena = a.details.get("arena", {}).get("arena_size") if a.format == "micro" else None
+        return [a.path or "—", a.format, a.quantization,
+                f"{a.size_bytes / 1024:.1f}" if a.size_bytes else "—",
+                f"{ratio:.2f}" if ratio is not None else "—",
+                _fmt(m.get("accuracy"), ".4f"), _fmt(m.get("agreement"), ".4f"),
+                _fmt(m.get("max_abs_error"), ".2e"), _fmt(m.get("latency_ms_median"), ".3f"),
+                str(arena) if arena else "—", a.status]
+
+
+def _fmt(value, spec):
+    return "—" if value is None else format(value, spec)

@@ -1,0 +1,257 @@
+"""The steps of an export: convert one artifact, write its files, verify it once from disk.
+
+:func:`produce` is the one place an artifact is made: ``build`` converts (in memory), the
+files are written atomically, then the main file is read back and run once in its runtime
+(``keras_distill.verify.verify_file``) against the Keras model's outputs and, optionally, a
+reference's (the teacher's). A failure at any step leaves no file of the artifact behind and
+is recorded on the :class:`~keras_distill.export.artifacts.Artifact`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import os
+import tempfile
+import time
+import warnings
+
+import numpy as np
+
+from keras_distill import io
+from keras_distill.export.artifacts import Artifact, VerificationError
+
+#: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
+FLOAT32_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass
+class Subject:
+    """A Keras model being exported, and what its artifacts are compared with.
+
+    Attributes:
+        model: the Keras model.
+        name: base name of its files.
+        keras_outputs: its outputs on the verification inputs.
+        calibration: representative inputs for int8 (``None``: quantization-aware).
+        qat: the quantization-aware twin of the main model (``export(qat_model=...)``).
+        calibrated_int8: an integer artifact was asked for.
+    """
+
+    model: object
+    name: str
+    keras_outputs: np.ndarray | None
+    calibration: np.ndarray | None
+    qat: bool = False
+    calibrated_int8: bool = False
+
+    @functools.cached_property
+    def quantize_aware(self):
+        """Its fake-quant ops carry the int8 ranges (found by tracing: asked only when
+        needed)."""
+        from keras_distill.export import checks, tflite
+
+        shape, dtype = tflite.input_spec(self.model)
+        return checks.is_quantize_aware(self.model, shape, dtype)
+
+    @property
+    def layer_names(self):
+        from keras_distill.graph import all_layers
+
+        return [layer.name for layer in all_layers(self.model)]
+
+
+@dataclasses.dataclass
+class Verification:
+    """What every artifact runs on: inputs, optional labels and reference outputs."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    source: str
+    reference_outputs: np.ndarray | None = None
+
+
+class Workspace:
+    """A temporary folder of SavedModels, one per (model, batch size), made on first use."""
+
+    def __init__(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="keras_distill_export_")
+        self._saved = {}
+
+    def saved_model(self, subject, batch_size):
+        from keras_distill.export import tflite
+
+        key = (subject.name, batch_size)
+        if key not in self._saved:
+            path = os.path.join(self._tmp.name, f"{subject.name}_b{batch_size or 'dyn'}")
+            self._saved[key] = tflite.saved_model(subject.model, path, batch_size=batch_size)
+        return self._saved[key]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._tmp.cleanup()
+        return False
+
+
+def produce(fmt, mode, subject, builder, out_dir, verification):
+    """Make one artifact with ``builder = (file names, build)``: ``build() -> ({file name:
+    bytes}, model_bytes, details)``; write the files, verify the main (last) file from disk.
+
+    Never raises for the artifact's own failure: the returned :class:`Artifact` says
+    ``status="failed"`` with the error, and no file of its names is left in ``out_dir`` (not
+    even one of an earlier export, which would sit next to a manifest saying it failed).
+    """
+    record = Artifact(format=fmt, quantization=mode, qat=subject.qat)
+    start = time.perf_counter()
+    names, build = builder
+    try:
+        files, model_bytes, details = build()
+        assert list(files) == names, (list(files), names)
+        record.details.update(details)
+        io.write_files(out_dir, files)
+        record.files, record.path = names, names[-1]
+        _verify(record, subject, model_bytes, out_dir, verification)
+    except Exception as exc:  # noqa: BLE001 - one failed artifact must not stop the others
+        record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
+        record.metrics, record.path, record.files = {}, None, []
+        record.size_bytes = record.sha256 = None
+        for name in names:
+            io.remove_quietly(os.path.join(out_dir, name))
+        if not isinstance(exc, VerificationError):
+            warnings.warn(f"export: {fmt} {mode} failed: {record.error}", stacklevel=4)
+    record.seconds = round(time.perf_counter() - start, 3)
+    return record
+
+
+def _verify(record, subject, model_bytes, out_dir, verification):
+    """Run the file just written, once; record metrics and what a deployment needs."""
+    from keras_distill.verify import verify_file
+
+    arena = record.details.get("arena", {}).get("arena_size")
+    result, on_disk = verify_file(os.path.join(out_dir, record.path), verification.x,
+                                  verification.y, subject.keras_outputs,
+                                  reference_outputs=verification.reference_outputs,
+                                  arena_size=arena)
+    if bytes(on_disk) != bytes(model_bytes):
+        raise RuntimeError(f"{record.path} on disk does not hold the converted model.")
+    record.size_bytes = len(model_bytes)
+    record.sha256 = hashlib.sha256(model_bytes).hexdigest()
+    record.metrics = {k: result[k] for k in (
+        "runtime", "n_samples", "accuracy", "agreement", "max_abs_error", "mean_abs_error",
+        "agreement_with_reference", "latency_ms_median")}
+    record.details.setdefault("input_dtype", result["input_dtype"])
+    record.details.setdefault("output_dtype", result["output_dtype"])
+    record.details.update(_inspect(record.format, model_bytes))
+    # `not <=` so that a NaN error fails the check too.
+    if record.quantization == "float32" and not result["max_abs_error"] <= FLOAT32_TOLERANCE:
+        message = (f"float32 {record.format} artifact differs from Keras by max abs error "
+                   f"{result['max_abs_error']:.3g} > {FLOAT32_TOLERANCE:g} on "
+                   f"{verification.source}")
+        if record.format == "onnx" and subject.quantize_aware:
+            message += (" (the model is quantization-aware, and tf2onnx converts its "
+                        "fake-quant ops differently from TensorFlow: export ONNX from the "
+                        "float model, or drop 'onnx' from formats)")
+        raise VerificationError(message)
+
+
+def _inspect(fmt, model_bytes):
+    """Size compressed, ops, signatures and the TFLM op resolver of an artifact's bytes."""
+    from keras_distill.compress import gzip_size
+
+    details = {"gzip_size_bytes": gzip_size(model_bytes)}
+    if fmt in ("tflite", "micro"):
+        from keras_distill.export import tflite
+
+        details["ops"] = sorted({op["op"] for op in tflite.list_ops(model_bytes)})
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        details["signatures"] = Interpreter(
+            model_content=bytes(model_bytes)).get_signature_list()
+    if fmt == "micro":
+        from keras_distill.export.micro import resolver_method
+
+        details["micro_op_resolver"] = [resolver_method(op) for op in details["ops"]]
+    return details
+
+
+def io_record(io_details):
+    """Input/output details, plus flat ``input_scale`` ... keys for integer models."""
+    record = dict(io_details)
+    for kind in ("input", "output"):
+        t = io_details[kind + "s"][0]
+        if t["dtype"] in ("int8", "int16"):
+            record[f"{kind}_scale"] = t["scale"]
+            record[f"{kind}_zero_point"] = t["zero_point"]
+    return record
+
+
+# ------------------------------------------------------------------------------------------
+# builders: each returns ({file name: bytes}, model_bytes, details)
+# ------------------------------------------------------------------------------------------
+
+
+def tflite_builder(subject, mode, workspace):
+    name = f"{subject.name}_{mode}.tflite"
+
+    def build():
+        from keras_distill.export import tflite
+
+        data = tflite.convert(workspace.saved_model(subject, None), mode,
+                              representative_data=subject.calibration,
+                              layer_names=subject.layer_names)
+        return {name: data}, data, io_record(tflite.io_details(data))
+    return [name], build
+
+
+def onnx_builder(subject, opset):
+    name = f"{subject.name}_float32.onnx"
+
+    def build():
+        from keras_distill.export import onnx as onnx_export
+
+        data = onnx_export.convert(subject.model, opset=opset)
+        return {name: data}, data, {"opset": opset}
+    return [name], build
+
+
+def onnx_int8_builder(subject, float_path, opset):
+    name = f"{subject.name}_int8.onnx"
+
+    def build():
+        from keras_distill.export import onnx as onnx_export
+
+        with open(float_path, "rb") as f:  # the verified float model, as written
+            float_bytes = f.read()
+        data = onnx_export.quantize_int8(float_bytes, subject.calibration)
+        return ({name: data}, data, {"opset": opset, "scheme": "QDQ, per-channel weights, "
+                                                           "float32 input and output"})
+    return [name], build
+
+
+def micro_builder(subject, workspace):
+    from keras_distill.export import micro
+
+    ident = micro.sanitize_identifier(subject.name)
+    names = [f"{ident}_model_data.h", f"{ident}_model_data.cc"]
+
+    def build():
+        from keras_distill import __version__
+        from keras_distill.export import tflite
+
+        data = tflite.convert(workspace.saved_model(subject, 1), "int8",
+                              representative_data=subject.calibration,
+                              layer_names=subject.layer_names)
+        io_details = tflite.io_details(data)
+        arena = micro.measure_arena(data, layer_names=subject.layer_names)
+        cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,
+                               version=__version__)
+        details = {**io_record(io_details), "arena": arena.to_dict(),
+                   "identifiers": {"array": f"{ident}_model_data",
+                                   "length": f"{ident}_model_data_len",
+                                   "arena": f"{ident}_tensor_arena_size"}}
+        return dict(zip(names, (h.encode(), cc.encode()))), data, details
+    return names, build
