@@ -10,6 +10,9 @@ into any ``model.compile(loss=...)`` with the teacher's logits as ``y_true``.
 Teachers that output probabilities are handled by the Distiller, which turns
 them into log-probabilities first (``log p`` are valid logits: ``softmax(log p) == p``).
 
+The losses' names (:data:`ALIASES`, for :func:`get` and the configuration) and their arguments
+are those of ``keras_distill.registry.LOSS_ARGS``.
+
 Example:
     >>> import numpy as np
     >>> from keras_distill import losses
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+
+from keras_distill import registry
 
 # A large finite negative number used to mask logits without creating inf - inf.
 _MASK = 1e9
@@ -207,6 +212,19 @@ class DistillationLoss(keras.losses.Loss):
         return self
 
 
+class _LossWithoutArguments(DistillationLoss):
+    """A loss that is ``function(teacher, student)``, named ``default_name`` unless told."""
+
+    function = None
+    default_name = None
+
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name or self.default_name, **kwargs)
+
+    def compute(self, teacher, student, labels=None):
+        return self.function(teacher, student)
+
+
 class _TemperatureLoss(DistillationLoss):
     uses_temperature = True
     default_temperature = 4.0
@@ -256,7 +274,7 @@ class SoftTargetKL(_TemperatureLoss):
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
-class HardTargetCE(DistillationLoss):
+class HardTargetCE(_LossWithoutArguments):
     """Cross-entropy against the teacher's argmax: the teacher's predictions used as labels.
 
     Example:
@@ -267,15 +285,12 @@ class HardTargetCE(DistillationLoss):
         0.6931
     """
 
-    def __init__(self, name="hard_target_ce", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def compute(self, teacher, student, labels=None):
-        return hard_target_ce(teacher, student)
+    function = staticmethod(hard_target_ce)
+    default_name = "hard_target_ce"
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
-class LogitMSE(DistillationLoss):
+class LogitMSE(_LossWithoutArguments):
     """Mean squared error between teacher and student logits (Ba & Caruana, 2014).
 
     With a teacher that outputs probabilities, its log-probabilities stand in for its logits.
@@ -286,11 +301,8 @@ class LogitMSE(DistillationLoss):
         2.5
     """
 
-    def __init__(self, name="logit_mse", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def compute(self, teacher, student, labels=None):
-        return logit_mse(teacher, student)
+    function = staticmethod(logit_mse)
+    default_name = "logit_mse"
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -369,6 +381,7 @@ class FeatureHint(DistillationLoss):
                 "student_layer": self.student_layer}
 
 
+#: The loss classes by name: the names (and arguments) of ``keras_distill.registry.LOSS_ARGS``.
 ALIASES = {
     "soft_target_kl": SoftTargetKL,
     "kl": SoftTargetKL,
@@ -377,23 +390,23 @@ ALIASES = {
     "mse": LogitMSE,
     "decoupled_kd": DecoupledKD,
     "dkd": DecoupledKD,
+    "feature_hint": FeatureHint,
 }
 
 
 def get(identifier):
-    """Resolve a loss from a ``DistillationLoss``, a name (``"soft_target_kl"``, ``"kl"``,
-    ``"hard_target_ce"``, ``"logit_mse"``, ``"decoupled_kd"``/``"dkd"``) or a config dict."""
+    """Resolve a loss from a ``DistillationLoss``, a name of :data:`ALIASES` (``"kl"``,
+    ``"dkd"``...; a loss whose arguments have no default, such as ``FeatureHint``, needs its
+    class) or a config dict.
+
+    Example:
+        >>> get("dkd").beta
+        8.0
+    """
     if isinstance(identifier, DistillationLoss):
         return identifier
     if isinstance(identifier, str):
-        key = identifier.lower()
-        if key not in ALIASES:
-            raise ValueError(
-                f"Unknown distillation loss {identifier!r}; expected one of "
-                f"{sorted(ALIASES)} or a keras_distill.losses.DistillationLoss instance "
-                "(FeatureHint needs layer names: FeatureHint('teacher_layer', 'student_layer'))."
-            )
-        return ALIASES[key]()
+        return _from_name(identifier)
     if isinstance(identifier, dict):
         obj = keras.saving.deserialize_keras_object(identifier)
         if isinstance(obj, DistillationLoss):
@@ -403,3 +416,19 @@ def get(identifier):
         "keras_distill.losses.DistillationLoss (SoftTargetKL, HardTargetCE, LogitMSE, "
         f"DecoupledKD, FeatureHint) or one of the names {sorted(ALIASES)}."
     )
+
+
+def _from_name(identifier):
+    key = identifier.lower()
+    if key not in ALIASES:
+        raise ValueError(
+            f"Unknown distillation loss {identifier!r}; expected one of {sorted(ALIASES)} or a "
+            "keras_distill.losses.DistillationLoss instance.")
+    required = registry.REQUIRED_LOSS_ARGS.get(key)
+    if required:
+        cls = ALIASES[key].__name__
+        raise ValueError(
+            f"The distillation loss {identifier!r} needs {' and '.join(required)}, which have "
+            f"no default: pass keras_distill.losses.{cls}("
+            + ", ".join(f"{a}=..." for a in required) + ") instead of its name.")
+    return ALIASES[key]()

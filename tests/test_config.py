@@ -1,6 +1,5 @@
 """keras_distill.config: the TOML schema, its error messages and the flag mapping."""
 
-import inspect
 import os
 
 import pytest
@@ -22,7 +21,8 @@ def test_defaults_are_the_default_run():
     assert cfg["temperature"] == 4.0 and cfg["alpha"] == 0.1
     assert cfg["losses"] == [{"name": "soft_target_kl"}]
     assert cfg["formats"] == ["tflite", "onnx", "micro"]
-    assert cfg["quantization"] == ["float32", "float16", "dynamic", "int8", "int16x8"]
+    # the library's export() defaults: int16x8 is opt-in
+    assert cfg["quantization"] == ["float32", "float16", "dynamic", "int8"]
     assert cfg["data.source"] == "digits" and cfg["out_dir"] == "exported"
     assert cfg["teacher.model"] == "teacher_cnn" and cfg["student.model"] == "student_cnn"
     assert cfg.teacher_epochs() == 20
@@ -355,7 +355,7 @@ def test_config_imports_only_the_standard_library():
     import subprocess
     import sys
 
-    code = ("import sys, keras_distill.config as c; c.load(); "
+    code = ("import sys, keras_distill.config as c, keras_distill.registry; c.load(); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('numpy', 'keras', 'tensorflow', 'sklearn')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -363,36 +363,30 @@ def test_config_imports_only_the_standard_library():
     assert out.stdout.strip() == "[]"
 
 
-# --- the schema's copies of library names stay in sync with the library ----------------------
+# --- the schema offers what the library has: its names come from the registry --------------
 
 
-def test_preset_args_match_the_presets():
-    from keras_distill import presets
+def test_the_schema_takes_its_names_and_defaults_from_the_registry():
+    from keras_distill import registry
 
-    assert set(config.PRESET_ARGS) == set(presets.PRESETS)
-    for name, fn in presets.PRESETS.items():
-        keyword_only = [p.name for p in inspect.signature(fn).parameters.values()
-                        if p.kind is p.KEYWORD_ONLY and p.name != "name"]
-        assert tuple(keyword_only) == config.PRESET_ARGS[name], name
-
-
-def test_loss_names_match_the_losses():
-    from keras_distill import losses
-
-    assert set(config.LOSS_ARGS) == set(losses.ALIASES) | {"feature_hint"}
-    classes = {**losses.ALIASES, "feature_hint": losses.FeatureHint}
-    for name, cls in classes.items():
-        params = [p for p in inspect.signature(cls.__init__).parameters
-                  if p not in ("self", "name", "kwargs")]
-        assert set(params) == set(config.LOSS_ARGS[name]), name
-
-
-def test_formats_and_datasets_match_export_and_data():
-    import importlib
-
-    from keras_distill import data
-
-    export = importlib.import_module("keras_distill.export")
-    assert config.FORMATS == export.FORMATS
-    assert config.QUANTIZATION_MODES == tuple(export.QUANTIZATION_MODES)
-    assert set(config.KERAS_DATASETS) == set(data.KERAS_DATASETS)
+    for name in ("FORMATS", "QUANTIZATION_MODES", "DEFAULT_QUANTIZATION", "PRESET_ARGS",
+                 "LOSS_ARGS", "KERAS_DATASETS", "EXPORT_STUDENT", "COLOR_MODES",
+                 "TRANSFER_METHODS", "ENSEMBLE_AVERAGES", "COMMANDS"):
+        assert getattr(config, name) is getattr(registry, name), name  # the same, no copy
+    assert SCHEMA["quantization"].default == list(registry.DEFAULT_QUANTIZATION)
+    assert SCHEMA["formats"].default == list(registry.FORMATS)
+    assert load(None, {"quantization": ",".join(registry.QUANTIZATION_MODES)})[
+        "quantization"] == list(registry.QUANTIZATION_MODES)
+    for name, args in registry.LOSS_ARGS.items():
+        spec = {"name": name, **{a: "relu3" for a in registry.REQUIRED_LOSS_ARGS.get(name, ())}}
+        assert load(None, {"losses": [spec]})["losses"] == [spec], name
+        assert f"only the arguments {', '.join(args) or '(none)'}" in str(
+            pytest.raises(ConfigError, load, None, {"losses": [{**spec, "bogus": 1}]}).value)
+    for preset, args in registry.PRESET_ARGS.items():
+        cfg = load(None, {"teacher.model": preset, "teacher.preset_args": dict.fromkeys(args, 1)})
+        assert cfg["teacher.model"] == preset
+        assert f"allowed: {', '.join(args)}." in str(pytest.raises(
+            ConfigError, load, None, {"teacher.model": preset,
+                                      "teacher.preset_args": {"bogus": 1}}).value)
+    for source in registry.BUNDLED_DATASETS + registry.KERAS_DATASETS:
+        assert load(None, {"data.source": source})["data.source"] == source

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from helpers import np_kl, np_log_softmax
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -11,16 +12,6 @@ from hypothesis.extra import numpy as hnp
 from keras_distill import losses
 
 TEMPERATURES = [0.5, 1.0, 2.0, 4.0, 8.0]
-
-
-def np_log_softmax(z):
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
-def np_kl(t, s, temp):
-    lt, ls = np_log_softmax(t / temp), np_log_softmax(s / temp)
-    return (np.exp(lt) * (lt - ls)).sum(-1) * temp**2
 
 
 def np_dkd(t, s, labels, alpha, beta, temp):
@@ -211,6 +202,10 @@ def test_get_resolves_names_and_explains_unknown_ones():
     assert isinstance(losses.get("dkd"), losses.DecoupledKD)
     with pytest.raises(ValueError, match="soft_target_kl"):
         losses.get("kld")
+    # a loss whose arguments have no default is named, with the class to use
+    with pytest.raises(ValueError, match=r"needs teacher_layer and student_layer.*"
+                                         r"FeatureHint\(teacher_layer=\.\.\., "):
+        losses.get("feature_hint")
 
 
 def test_logit_losses_work_in_plain_compile(logits):
