@@ -20,8 +20,8 @@ Every configuration key has a flag of the same name (``out_dir`` ↔ ``--out-dir
 models are reused and the interrupted fit goes on from its last completed epoch.
 
 Exit codes: 0 success; 2 usage error (unknown flag, bad flag value); 1 failure (bad config
-file, missing file, failed artifact...), reported on one line of stderr. ``--debug`` shows the
-traceback.
+file, missing file, failed artifact...), reported on one line of stderr (``--debug`` shows the
+traceback); 130 interrupted (Ctrl-C).
 
 Only the standard library is imported at module level, so ``--help`` does not load TensorFlow.
 """
@@ -32,6 +32,8 @@ import argparse
 import contextlib
 import os
 import sys
+
+from keras_distill import config, registry
 
 PROG = "keras-distill"
 
@@ -53,13 +55,10 @@ _DESCRIPTIONS = {
     "evaluate": "Run an artifact (.tflite, .onnx, *_model_data.cc) or every artifact in a "
                 "folder in its runtime on the test split: accuracy, agreement, size, latency.",
 }
-_GROUPS = {"": "training", "data": "data", "teacher": "teacher", "student": "student"}
-_EXPORT_KEYS = {"formats", "quantization", "calibration_samples", "export_student"}
-_GENERAL_KEYS = {"seed", "out_dir", "quiet", "safe_mode"}
-_COMPRESSION_KEYS = {"prune", "qat", "qat_epochs", "qat_learning_rate"}
-_TEACHER_KEYS = {"cache_teacher"}
 _METAVARS = {"data.source": "SOURCE", "teacher.model": "MODEL", "student.model": "MODEL",
              "int": "N", "float": "X", "list": "A,B", "int_list": "H,W", "float_list": "W,W"}
+_ALLOW_UNSAFE_HELP = ("load .keras files with Lambda layers (code that runs when the file is "
+                      "loaded): only for files you trust [same as --no-safe-mode]")
 
 
 def _version():
@@ -69,48 +68,31 @@ def _version():
 
 
 def _add_key_flags(parser, command):
-    from keras_distill import config
-
-    groups = {}
-
-    def group(title):
-        if title not in groups:
-            groups[title] = parser.add_argument_group(f"{title} options")
-        return groups[title]
-
+    """One flag per configuration key that ``command`` reads, in the key's --help section."""
+    sections = {}
     for path, key in config.SCHEMA.items():
         if command not in key.commands or key.kind == "table":
             continue
-        section = path.rpartition(".")[0]
-        if path in _EXPORT_KEYS:
-            title = "export"
-        elif path in _GENERAL_KEYS:
-            title = "general"
-        elif path in _COMPRESSION_KEYS:
-            title = "compression"
-        elif path in _TEACHER_KEYS:
-            title = "teacher"
-        else:
-            title = _GROUPS.get(section, section)
+        title = key.help_section
+        if title not in sections:
+            sections[title] = parser.add_argument_group(f"{title} options")
+        section = sections[title]
         default = key.default
         if isinstance(default, list):
             default = ",".join(d["name"] if isinstance(d, dict) else str(d) for d in default)
         help_text = f"{key.help} [key {path}" + (
             "]" if default is None else f"; default: {default}]")
         if key.kind == "bool":
-            group(title).add_argument(key.flag, dest=path, action=argparse.BooleanOptionalAction,
-                                      default=argparse.SUPPRESS, help=help_text)
-            if path == "safe_mode":
-                group(title).add_argument(
-                    "--allow-unsafe", dest=path, action="store_false",
-                    default=argparse.SUPPRESS,
-                    help="load .keras files with Lambda layers (code that runs when the file "
-                         "is loaded): only for files you trust [same as --no-safe-mode]")
+            section.add_argument(key.flag, dest=path, action=argparse.BooleanOptionalAction,
+                                 default=argparse.SUPPRESS, help=help_text)
         else:
             metavar = _METAVARS.get(path) or ("PATH" if key.is_path else _METAVARS.get(
                 key.kind, "NAME"))
-            group(title).add_argument(key.flag, dest=path, metavar=metavar,
-                                      default=argparse.SUPPRESS, help=help_text)
+            section.add_argument(key.flag, dest=path, metavar=metavar,
+                                 default=argparse.SUPPRESS, help=help_text)
+        if path == "safe_mode":
+            section.add_argument("--allow-unsafe", dest=path, action="store_false",
+                                 default=argparse.SUPPRESS, help=_ALLOW_UNSAFE_HELP)
 
 
 def build_parser():
@@ -124,10 +106,10 @@ def build_parser():
                "<-> --teacher-epochs); a flag overrides the --config file.")
     parser.add_argument("--version", action="version", version=f"{PROG} {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command, description in _DESCRIPTIONS.items():
+    for command in registry.COMMANDS:
         # no abbreviations: --epoch must not silently mean --epochs
         p = sub.add_parser(command, help=_SHORT_HELP[command], allow_abbrev=False,
-                           description=description)
+                           description=_DESCRIPTIONS[command])
         if command == "export":
             p.add_argument("model", metavar="MODEL.keras", help="the Keras model to export")
         if command == "evaluate":
@@ -203,63 +185,57 @@ def _start_tensorflow():
             import tensorflow  # noqa: F401
 
 
+def _job(cfg, name, *args, **kwargs):
+    """``keras_distill.pipeline.<name>(cfg, ...)``; with ``quiet``, TensorFlow's native lines
+    are silenced too."""
+    from keras_distill import pipeline
+
+    with _silenced_native_stderr(cfg["quiet"]):
+        return getattr(pipeline, name)(cfg, *args, **kwargs)
+
+
+def _failed(errors, what="failed", see=""):
+    """Exit code 1 with one line naming the failed artifacts, or 0 when there are none."""
+    if not errors:
+        return 0
+    return _error(f"{len(errors)} artifact(s) {what}: {'; '.join(errors)}{see}", 1)
+
+
 def _run(args, cfg):
     from keras_distill import pipeline
 
-    with _silenced_native_stderr(cfg["quiet"]):
-        result = pipeline.run(cfg, command=" ".join([PROG, *args.argv]), resume=args.resume)
-    print()
-    print(result.table())
-    print()
+    result = _job(cfg, "run", command=" ".join([PROG, *args.argv]), resume=args.resume)
+    print(f"\n{result.table()}\n")
     print(f"Exported: {result.selected}. {result.reason}")
-    files = ", ".join(f for f in (pipeline.REPORT, pipeline.MANIFEST, pipeline.PLOT))
+    files = f"{pipeline.REPORT}, {pipeline.MANIFEST}, {pipeline.PLOT}"
     print(f"Wrote {result.out_dir}/ ({files}, the .keras models and the artifacts).")
-    if result.errors:
-        return _error(f"{len(result.errors)} artifact(s) failed: {'; '.join(result.errors)} "
-                      f"(see {result.out_dir}/{pipeline.REPORT}).", 1)
-    return 0
+    return _failed(result.errors, see=f" (see {result.out_dir}/{pipeline.REPORT}).")
 
 
 def _distill(args, cfg):
-    from keras_distill import pipeline
-
-    with _silenced_native_stderr(cfg["quiet"]):
-        result = pipeline.distill(cfg)
-    print()
-    print(result.table())
+    result = _job(cfg, "distill")
+    print(f"\n{result.table()}")
     print(f"\nSaved the distilled student to {result.path}.")
     return 0
 
 
 def _export(args, cfg):
-    from keras_distill import pipeline
-
-    with _silenced_native_stderr(cfg["quiet"]):
-        result = pipeline.export(cfg, args.model, name=args.name)
-    print()
-    print(result.table())
+    result = _job(cfg, "export", args.model, name=args.name)
+    print(f"\n{result.table()}")
     print(f"\nWrote {result.out_dir}/ (artifacts, manifest.json, report.md, report.png).")
-    if result.errors:
-        return _error(f"{len(result.errors)} artifact(s) failed: {'; '.join(result.errors)}.", 1)
-    return 0
+    return _failed(result.errors, see=".")
 
 
 def _evaluate(args, cfg):
-    from keras_distill import pipeline
-
-    with _silenced_native_stderr(cfg["quiet"]):
-        result = pipeline.evaluate(cfg, args.path, reference=args.reference)
+    result = _job(cfg, "evaluate", args.path, reference=args.reference)
     if args.json:
         from keras_distill.evaluate import to_json
 
         print(to_json(result.results))
     else:
-        print()
-        print(result.table())
-    if result.errors:
-        return _error(f"{len(result.errors)} artifact(s) could not be run: "
-                      + "; ".join(f"{r['file']}: {r['error']}" for r in result.errors), 1)
-    return 0
+        print(f"\n{result.table()}")
+    return _failed([f"{r['file']}: {r['error']}" for r in result.errors],
+                   what="could not be run")
 
 
 _COMMANDS = {"run": _run, "distill": _distill, "export": _export, "evaluate": _evaluate}
@@ -287,10 +263,9 @@ def main(argv=None):
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command is None:
         parser.print_usage(sys.stderr)
-        return _error("choose a command: run, distill, export or evaluate (see --help).", 2)
+        commands = ", ".join(registry.COMMANDS[:-1]) + " or " + registry.COMMANDS[-1]
+        return _error(f"choose a command: {commands} (see --help).", 2)
     args.argv = argv
-
-    from keras_distill import config
 
     overrides = {k: v for k, v in vars(args).items() if k in config.SCHEMA}
     try:
