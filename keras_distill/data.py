@@ -11,6 +11,8 @@ import dataclasses
 
 import numpy as np
 
+from keras_distill import registry
+
 
 @dataclasses.dataclass
 class Splits:
@@ -125,6 +127,94 @@ def check_finite(x, name, before):
             f"{rows[:5].tolist()}. Drop or impute them (np.nan_to_num) before {before}.")
 
 
+def check_training_arrays(x, y, model, where):
+    """Clear errors for NumPy data a training step would choke on (or silently learn NaN from).
+
+    Only NumPy inputs are checked; datasets, generators and dicts are checked by Keras as
+    they stream. The inputs must be non-empty, finite and of the model's input shape; labels
+    (when given as an array) must be numbers, one per sample, and fit the model's outputs:
+    integer class indices in ``[0, classes - 1]`` (``-1`` marks an unlabeled sample) of shape
+    ``(N,)`` or ``(N, 1)``, or finite floats (index-like, or one-hot rows of ``classes``
+    columns).
+
+    Args:
+        x: the inputs.
+        y: the labels, or None.
+        model: the model the data is for (the student); its input and output shapes are
+            compared with the data's.
+        where: the caller, first in every message (``"fit"``, ``"validation_data"``, ...).
+
+    Raises:
+        ValueError: naming ``where``, what is wrong and how to fix it.
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        >>> check_training_arrays(np.zeros((2, 4)), np.array([0, 2]), model, "fit")
+        >>> check_training_arrays(np.zeros((2, 4)), np.array([0, 3]), model, "fit")
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: labels must be class indices in [0, 2] (or -1 for an unlabeled sample); found values from 0 to 3. The student has 3 outputs.
+    """
+    from keras_distill.graph import model_shape, shapes_compatible
+
+    if not isinstance(x, np.ndarray):
+        return
+    if len(x) == 0:
+        raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
+    expected = model_shape(model, "input_shape")
+    if expected is not None and not shapes_compatible(expected, (None, *x.shape[1:])):
+        raise ValueError(
+            f"{where}: inputs of shape {x.shape[1:]} do not match the models' input shape "
+            f"{tuple(expected[1:])}. Reshape the data (e.g. add a channel axis with "
+            "x[..., None]) or build the models for this shape.")
+    check_finite(x, f"{where}: x", "training")
+    if y is None or isinstance(y, dict) or not hasattr(y, "shape"):
+        return
+    y = np.asarray(y)
+    if y.dtype.kind in "USO":
+        raise ValueError(
+            f"{where}: y holds {y.dtype} values; labels must be numbers. Encode class names "
+            "as integers 0..classes-1 (e.g. with sklearn.preprocessing.LabelEncoder).")
+    if len(y) != len(x):
+        raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}; give one "
+                         "label per sample.")
+    classes = model_shape(model, "output_shape")
+    classes = classes[-1] if classes else None
+    if np.issubdtype(y.dtype, np.integer) and classes:
+        _check_integer_labels(y, classes, where)
+    elif np.issubdtype(y.dtype, np.floating):
+        _check_float_labels(y, classes, where)
+
+
+def _check_integer_labels(y, classes, where):
+    if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
+        raise ValueError(
+            f"{where}: integer labels must have shape (N,) or (N, 1); got {y.shape}. "
+            "One-hot labels must be floats of shape (N, classes).")
+    if len(y) and (y.max() >= classes or y.min() < -1):
+        raise ValueError(
+            f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for an "
+            f"unlabeled sample); found values from {y.min()} to {y.max()}. The student "
+            f"has {classes} outputs.")
+
+
+def _check_float_labels(y, classes, where):
+    if not np.isfinite(y).all():
+        raise ValueError(f"{where}: y has NaN or infinite values; fix the labels.")
+    index_like = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1)
+    if index_like and classes and len(y) and (
+            (y != np.round(y)).any() or y.max() >= classes or y.min() < -1):
+        raise ValueError(
+            f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for "
+            f"an unlabeled sample); found values from {y.min()} to {y.max()}. The "
+            f"student has {classes} outputs.")
+    if y.ndim == 2 and classes and y.shape[1] not in (1, classes):
+        raise ValueError(
+            f"{where}: one-hot labels have {y.shape[1]} columns but the student has "
+            f"{classes} outputs.")
+
+
 def representative_samples(x, n=200, *, seed=0) -> np.ndarray:
     """A random subset of ``x`` (at most ``n`` rows) for int8 calibration."""
     x = np.asarray(x)
@@ -139,8 +229,7 @@ def representative_samples(x, n=200, *, seed=0) -> np.ndarray:
 # Other sources: .npz files, image folders, keras.datasets
 # ------------------------------------------------------------------------------------------
 
-#: Class names of the keras.datasets that ``load`` accepts.
-KERAS_DATASETS = {
+_CLASS_NAMES = {
     "mnist": [str(i) for i in range(10)],
     "fashion_mnist": ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                       "sneaker", "bag", "ankle boot"],
@@ -148,6 +237,8 @@ KERAS_DATASETS = {
                 "truck"],
     "cifar100": [str(i) for i in range(100)],
 }
+#: Class names of the keras.datasets that ``load`` accepts (``registry.KERAS_DATASETS``).
+KERAS_DATASETS = {name: _CLASS_NAMES[name] for name in registry.KERAS_DATASETS}
 _OFFLINE_HINT = ("Offline, use data = \"digits\" (bundled with scikit-learn), a .npz file with "
                  "x_train and y_train, or an image folder (one subfolder per class).")
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
 from keras_distill import teachers as teachers_lib
-from keras_distill.data import check_finite
+from keras_distill.data import check_training_arrays
+from keras_distill.graph import model_shape, shapes_compatible
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 _NONFINITE_TAG = "keras_distill non-finite loss"
@@ -21,67 +23,6 @@ _NONFINITE_TAG = "keras_distill non-finite loss"
 def _is_softmax_output(model):
     """True when the model visibly ends in a softmax (or declares probability outputs)."""
     return bool(teachers_lib.outputs_probabilities(model))
-
-
-def _shape_of(model, attr):
-    try:
-        shape = getattr(model, attr)
-    except (AttributeError, ValueError, RuntimeError):
-        return None
-    if isinstance(shape, list):  # multi-input / multi-output models: not checked here
-        return None
-    return tuple(shape) if shape is not None else None
-
-
-def _compatible(a, b):
-    if a is None or b is None:
-        return True
-    if len(a) != len(b):
-        return False
-    return all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
-
-
-def _layer_output(model, layer_name, role):
-    try:
-        layer = model.get_layer(layer_name)
-    except ValueError:
-        names = [layer.name for layer in model.layers]
-        raise ValueError(
-            f"FeatureHint: the {role} has no layer named {layer_name!r}. "
-            f"Available layers: {names}."
-        ) from None
-    try:
-        return layer.output
-    except (AttributeError, ValueError, RuntimeError):
-        raise ValueError(
-            f"FeatureHint needs a Functional or Sequential {role} built on a keras.Input; "
-            f"the output of layer {layer_name!r} is not defined. Build the {role} with "
-            "keras.Input(...) or call it once on data before creating the Distiller."
-        ) from None
-
-
-def _make_adapter(student_shape, teacher_shape, name):
-    """A trainable map from student features to the teacher's feature shape, or None."""
-    s, t = tuple(student_shape[1:]), tuple(teacher_shape[1:])
-    if s == t:
-        return None
-    if len(s) != len(t):
-        raise ValueError(
-            f"FeatureHint: cannot map student features of shape {s} to teacher features of "
-            f"shape {t} (different ranks). Choose layers whose outputs have the same rank."
-        )
-    inputs = keras.Input(shape=s)
-    x = inputs
-    if len(s) == 3 and s[:2] != t[:2]:
-        x = keras.layers.Resizing(t[0], t[1], interpolation="bilinear", name="resize")(x)
-    elif len(s) > 1 and s[:-1] != t[:-1]:
-        raise ValueError(
-            f"FeatureHint: student features {s} and teacher features {t} differ in more than "
-            "the channel axis; only 2-D spatial maps (height, width, channels) can be resized."
-        )
-    # Dense acts on the last axis: a 1x1 convolution for feature maps, a linear map for vectors.
-    x = keras.layers.Dense(t[-1], name="project")(x)
-    return keras.Model(inputs, x, name=name)
 
 
 _FROM_LOGITS = {
@@ -99,6 +40,60 @@ def _student_loss_from(loss):
     if isinstance(loss, str) and loss in _FROM_LOGITS:
         return _FROM_LOGITS[loss](from_logits=True)
     return keras.losses.get(loss)
+
+
+def _keras_and_file_teacher(teacher, teacher_weights, teacher_average):
+    """``(Keras teacher or None, FileTeacher or None)`` from the ``teacher`` argument."""
+    if isinstance(teacher, (list, tuple)):
+        teacher = teachers_lib.Ensemble(teacher, weights=teacher_weights,
+                                        average=teacher_average, name="teacher_ensemble")
+    elif teacher_weights is not None:
+        raise ValueError("teacher_weights is for a list of teachers; got one teacher.")
+    if isinstance(teacher, teachers_lib.FileTeacher):
+        return None, teacher
+    if teacher is not None and not isinstance(teacher, keras.layers.Layer):
+        raise ValueError(
+            f"teacher must be a keras.Model, a list of models, a "
+            f"keras_distill.teachers.FileTeacher or None; got {type(teacher).__name__}.")
+    return teacher, None
+
+
+def _checked_alpha(alpha):
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.") from None
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(
+            f"alpha must be in [0, 1] (the weight of the loss on true labels; 0 = distill "
+            f"only, 1 = ignore the teacher); got {alpha!r}."
+        )
+    return alpha
+
+
+def _distillation_losses(losses, temperature):
+    """The loss objects, each given ``temperature`` unless it has its own."""
+    if losses is None:
+        losses = [losses_lib.SoftTargetKL()]
+    elif not isinstance(losses, (list, tuple)):
+        losses = [losses]
+    if not losses:
+        raise ValueError("losses is empty; pass at least one distillation loss or None.")
+    return [losses_lib.get(loss).with_temperature(temperature) for loss in losses]
+
+
+def _checked_loss_weights(loss_weights, count):
+    if loss_weights is None:
+        loss_weights = [1.0] * count
+    if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != count:
+        raise ValueError(
+            f"loss_weights must be a list with one weight per loss: {count} loss(es) "
+            f"but loss_weights={loss_weights!r}."
+        )
+    for w in loss_weights:
+        if not isinstance(w, (int, float)) or not w >= 0:  # also rejects NaN
+            raise ValueError(f"loss_weights must be numbers >= 0; got {loss_weights!r}.")
+    return [float(w) for w in loss_weights]
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -167,63 +162,25 @@ class Distiller(keras.Model):
                  loss_weights=None, teacher_outputs="auto", teacher_weights=None,
                  teacher_average="probabilities", augment=None, mixup=0.0, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(teacher, (list, tuple)):
-            teacher = teachers_lib.Ensemble(teacher, weights=teacher_weights,
-                                            average=teacher_average, name="teacher_ensemble")
-        elif teacher_weights is not None:
-            raise ValueError("teacher_weights is for a list of teachers; got one teacher.")
+        teacher, file_teacher = _keras_and_file_teacher(teacher, teacher_weights,
+                                                        teacher_average)
         # A teacher that only gives outputs (a file, or none): kept out of Keras tracking.
-        file_teacher = teacher if isinstance(teacher, teachers_lib.FileTeacher) else None
         object.__setattr__(self, "file_teacher", file_teacher)
-        if file_teacher is not None:
-            teacher = None
-        if teacher is not None and not isinstance(teacher, keras.layers.Layer):
-            raise ValueError(
-                f"teacher must be a keras.Model, a list of models, a "
-                f"keras_distill.teachers.FileTeacher or None; got {type(teacher).__name__}.")
         if not isinstance(student, keras.Model):
-            raise ValueError(f"student must be a keras.Model; got {type(student).__name__}.")
+            raise ValueError(  # noqa: TRY004 (a ValueError, as for every other argument)
+                f"student must be a keras.Model; got {type(student).__name__}.")
         if teacher is student:
             raise ValueError("teacher and student are the same model; pass two models.")
         self.temperature = losses_lib.check_temperature(temperature)
-        try:
-            alpha = float(alpha)
-        except (TypeError, ValueError):
-            raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.") from None
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(
-                f"alpha must be in [0, 1] (the weight of the loss on true labels; 0 = distill "
-                f"only, 1 = ignore the teacher); got {alpha!r}."
-            )
-        self.alpha = alpha
+        self.alpha = _checked_alpha(alpha)
         if teacher_outputs not in TEACHER_OUTPUTS:
             raise ValueError(
                 f"teacher_outputs must be one of {TEACHER_OUTPUTS}; got {teacher_outputs!r}."
             )
         self.teacher_outputs = teacher_outputs
-
-        if losses is None:
-            losses = [losses_lib.SoftTargetKL()]
-        elif not isinstance(losses, (list, tuple)):
-            losses = [losses]
-        if not losses:
-            raise ValueError("losses is empty; pass at least one distillation loss or None.")
         # Stored as `distillation_losses`: keras.Model owns the attribute name `losses`.
-        self.distillation_losses = [
-            losses_lib.get(loss).with_temperature(self.temperature) for loss in losses
-        ]
-        if loss_weights is None:
-            loss_weights = [1.0] * len(self.distillation_losses)
-        if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != len(
-                self.distillation_losses):
-            raise ValueError(
-                f"loss_weights must be a list with one weight per loss: {len(losses)} loss(es) "
-                f"but loss_weights={loss_weights!r}."
-            )
-        for w in loss_weights:
-            if not isinstance(w, (int, float)) or not w >= 0:  # also rejects NaN
-                raise ValueError(f"loss_weights must be numbers >= 0; got {loss_weights!r}.")
-        self.loss_weights = [float(w) for w in loss_weights]
+        self.distillation_losses = _distillation_losses(losses, self.temperature)
+        self.loss_weights = _checked_loss_weights(loss_weights, len(self.distillation_losses))
         self._term_names = self._unique_names([loss.name for loss in self.distillation_losses])
 
         if not isinstance(mixup, (int, float)) or mixup < 0:
@@ -273,14 +230,14 @@ class Distiller(keras.Model):
         return out
 
     def _check_models(self, teacher, student):
-        t_in, s_in = _shape_of(teacher, "input_shape"), _shape_of(student, "input_shape")
-        if not _compatible(t_in, s_in):
+        t_in, s_in = model_shape(teacher, "input_shape"), model_shape(student, "input_shape")
+        if not shapes_compatible(t_in, s_in):
             raise ValueError(
                 f"teacher and student take different inputs: teacher input shape {t_in}, "
                 f"student input shape {s_in}. Both must read the same data."
             )
-        t_out, s_out = _shape_of(teacher, "output_shape"), _shape_of(student, "output_shape")
-        if not _compatible(t_out, s_out):
+        t_out, s_out = model_shape(teacher, "output_shape"), model_shape(student, "output_shape")
+        if not shapes_compatible(t_out, s_out):
             raise ValueError(
                 f"teacher and student disagree on the outputs: teacher output shape {t_out}, "
                 f"student output shape {s_out}. Give the student one logit per teacher class."
@@ -299,23 +256,12 @@ class Distiller(keras.Model):
         self._teacher_taps = self._student_taps = None
         if not hints:
             return
-        if self.teacher is None or isinstance(self.teacher, teachers_lib.Ensemble):
-            raise ValueError(
-                "FeatureHint needs the teacher's intermediate layers: use a single Functional "
-                "or Sequential teacher (not an ensemble, a file or cached outputs).")
-        t_feats = [_layer_output(self.teacher, h.teacher_layer, "teacher") for h in hints]
-        s_feats = [_layer_output(self.student, h.student_layer, "student") for h in hints]
-        for i, (h, tf_, sf) in enumerate(zip(hints, t_feats, s_feats)):
-            adapter = _make_adapter(sf.shape, tf_.shape, name=f"hint_adapter_{i}")
-            self.hint_adapters.append(adapter)
-        # Untracked views: they share the layers (and weights) of teacher and student, so the
-        # features and the logits come from one forward pass of each model.
-        views = (
-            keras.Model(self.teacher.inputs, [self.teacher.outputs[0], *t_feats]),
-            keras.Model(self.student.inputs, [self.student.outputs[0], *s_feats]),
-        )
-        object.__setattr__(self, "_teacher_taps", views[0])
-        object.__setattr__(self, "_student_taps", views[1])
+        adapters, teacher_view, student_view = hints_lib.feature_views(
+            self.teacher, self.student, hints)
+        self.hint_adapters.extend(adapters)
+        # Untracked views: they share the layers (and weights) of teacher and student.
+        object.__setattr__(self, "_teacher_taps", teacher_view)
+        object.__setattr__(self, "_student_taps", student_view)
 
     # ---------------------------------------------------------------------------------------
     # compile / call
@@ -397,13 +343,6 @@ class Distiller(keras.Model):
         decided = ops.where(kind < 0, ops.cast(looks_like_probs, "int32"), kind)
         kind.assign(decided)
         return ops.where(decided == 1, log_probs, out)
-
-    @staticmethod
-    def _split_targets(y):
-        """``(labels, cached teacher outputs)`` from a batch's targets."""
-        if isinstance(y, dict) and teachers_lib.TEACHER_OUTPUTS_KEY in y:
-            return y.get(teachers_lib.LABELS_KEY), y[teachers_lib.TEACHER_OUTPUTS_KEY]
-        return y, None
 
     @staticmethod
     def _labeled_mask(y, logits, sample_weight):
@@ -506,7 +445,7 @@ class Distiller(keras.Model):
         """
         import tensorflow as tf
 
-        labels, _ = self._split_targets(y)
+        labels, _ = teachers_lib.split_targets(y)
         if labels is not None and self._compile_metrics is not None:
             _, mask = self._labeled_mask(labels, y_pred, None)
             if mask is not None:  # drop unlabeled rows (plain metrics ignore sample weights)
@@ -549,7 +488,7 @@ class Distiller(keras.Model):
         import tensorflow as tf
 
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels, cached = self._split_targets(y)
+        labels, cached = teachers_lib.split_targets(y)
         if cached is not None and (self.augment is not None or self.mixup > 0):
             raise ValueError(
                 "Cached teacher outputs cannot be used with augment or mixup: the teacher must "
@@ -571,7 +510,7 @@ class Distiller(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels, cached = self._split_targets(y)
+        labels, cached = teachers_lib.split_targets(y)
         y_pred, named = self._terms(x, labels, sample_weight, training=False, cached=cached)
         return self._update(named, y, y_pred, sample_weight)
 
@@ -601,10 +540,10 @@ class Distiller(keras.Model):
 
         if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
             raise ValueError("fit: the dataset is empty (0 batches); pass some data.")
-        self._check_arrays(x, y, "fit")
+        check_training_arrays(x, y, self.student, "fit")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            self._check_arrays(validation[0], validation[1], "validation_data")
+            check_training_arrays(validation[0], validation[1], self.student, "validation_data")
         if cache_teacher:
             x, y = self._with_cached_outputs(x, y, cache_dir, teacher_batch_size)
         elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not (
@@ -624,63 +563,10 @@ class Distiller(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""
-        self._check_arrays(x, y, "evaluate")
+        check_training_arrays(x, y, self.student, "evaluate")
         return super().evaluate(x, y, *args, **kwargs)
 
-    def _check_arrays(self, x, y, where):
-        """Clear errors for NumPy data a step would choke on (or silently learn NaN from)."""
-        import numpy as np
-
-        if not isinstance(x, np.ndarray):
-            return  # datasets, generators, dicts: checked by Keras as they stream
-        if len(x) == 0:
-            raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
-        expected = _shape_of(self.student, "input_shape")
-        if expected is not None and not _compatible(expected, (None, *x.shape[1:])):
-            raise ValueError(
-                f"{where}: inputs of shape {x.shape[1:]} do not match the models' input shape "
-                f"{tuple(expected[1:])}. Reshape the data (e.g. add a channel axis with "
-                "x[..., None]) or build the models for this shape.")
-        check_finite(x, f"{where}: x", "training")
-        if y is None or isinstance(y, dict) or not hasattr(y, "shape"):
-            return
-        y = np.asarray(y)
-        if y.dtype.kind in "USO":
-            raise ValueError(
-                f"{where}: y holds {y.dtype} values; labels must be numbers. Encode class names "
-                "as integers 0..classes-1 (e.g. with sklearn.preprocessing.LabelEncoder).")
-        if len(y) != len(x):
-            raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}; give one "
-                             "label per sample.")
-        classes = _shape_of(self.student, "output_shape")
-        classes = classes[-1] if classes else None
-        if np.issubdtype(y.dtype, np.integer) and classes:
-            if y.ndim > 1 and not (y.ndim == 2 and y.shape[1] == 1):
-                raise ValueError(
-                    f"{where}: integer labels must have shape (N,) or (N, 1); got {y.shape}. "
-                    "One-hot labels must be floats of shape (N, classes).")
-            if len(y) and (y.max() >= classes or y.min() < -1):
-                raise ValueError(
-                    f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for an "
-                    f"unlabeled sample); found values from {y.min()} to {y.max()}. The student "
-                    f"has {classes} outputs.")
-        elif np.issubdtype(y.dtype, np.floating):
-            if not np.isfinite(y).all():
-                raise ValueError(f"{where}: y has NaN or infinite values; fix the labels.")
-            index_like = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes != 1)
-            if index_like and classes and len(y) and (
-                    (y != np.round(y)).any() or y.max() >= classes or y.min() < -1):
-                raise ValueError(
-                    f"{where}: labels must be class indices in [0, {classes - 1}] (or -1 for "
-                    f"an unlabeled sample); found values from {y.min()} to {y.max()}. The "
-                    f"student has {classes} outputs.")
-            if y.ndim == 2 and classes and y.shape[1] not in (1, classes):
-                raise ValueError(
-                    f"{where}: one-hot labels have {y.shape[1]} columns but the student has "
-                    f"{classes} outputs.")
-
     def _with_cached_outputs(self, x, y, cache_dir, batch_size):
-        import numpy as np
         import tensorflow as tf
 
         if self.augment is not None or self.mixup > 0:
@@ -699,10 +585,7 @@ class Distiller(keras.Model):
         outputs, info = teachers_lib.teacher_outputs(teacher, x, batch_size=batch_size,
                                                      cache_dir=cache_dir)
         self.cache_info = info
-        targets = {teachers_lib.TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
-        if y is not None:
-            targets[teachers_lib.LABELS_KEY] = np.asarray(y)
-        return x, targets
+        return x, teachers_lib.targets_with_outputs(outputs, y)
 
     # ---------------------------------------------------------------------------------------
     # serialization

@@ -28,9 +28,11 @@ __all__ = [
     "is_sequential",
     "layer_output_shape",
     "model_config",
+    "model_shape",
     "read_graph",
     "repeated_blocks",
     "repeated_runs",
+    "shapes_compatible",
 ]
 
 #: The name ``read_graph`` gives the one input of a Sequential model.
@@ -254,6 +256,49 @@ def layer_output_shape(model, name):
         return tuple(layer.output.shape)
     except (AttributeError, ValueError):
         return None
+
+
+def model_shape(model, attr):
+    """``model.input_shape`` or ``model.output_shape`` as a tuple, when there is one.
+
+    Args:
+        model: any model (or layer).
+        attr: ``"input_shape"`` or ``"output_shape"``.
+
+    Returns:
+        The shape (batch axis included), or None when it is not defined yet or the model has
+        several inputs / outputs.
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        >>> model_shape(model, "output_shape"), model_shape(keras.Sequential(), "input_shape")
+        ((None, 2), None)
+    """
+    try:
+        shape = getattr(model, attr)
+    except (AttributeError, ValueError, RuntimeError):
+        return None
+    if isinstance(shape, list):  # multi-input / multi-output models: not checked here
+        return None
+    return tuple(shape) if shape is not None else None
+
+
+def shapes_compatible(a, b) -> bool:
+    """Whether two shapes can describe the same tensors, the batch axis aside.
+
+    None (a shape or an axis that is not known) is compatible with anything.
+
+    Example:
+        >>> shapes_compatible((None, 8, 8, 1), (32, 8, 8, None))
+        True
+        >>> shapes_compatible((None, 3), (None, 4))
+        False
+    """
+    if a is None or b is None:
+        return True
+    if len(a) != len(b):
+        return False
+    return all(x is None or y is None or x == y for x, y in zip(a[1:], b[1:]))
 
 
 # --------------------------------------------------------------------------------------

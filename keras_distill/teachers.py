@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_distill.registry import ENSEMBLE_AVERAGES
+
 TEACHER_OUTPUTS_KEY = "teacher_outputs"
 LABELS_KEY = "labels"
 _TINY = 1.1754944e-38
@@ -92,10 +94,11 @@ class Ensemble(keras.Model):
             raise ValueError(f"Ensemble needs a non-empty list of models; got {members!r}.")
         for m in members:
             if not isinstance(m, keras.Model):
-                raise ValueError(f"Ensemble members must be keras.Model; got {type(m).__name__}.")
-        if average not in ("probabilities", "logits"):
-            raise ValueError(
-                f"average must be 'probabilities' or 'logits'; got {average!r}.")
+                raise ValueError(  # noqa: TRY004 (a ValueError, as for every other argument)
+                    f"Ensemble members must be keras.Model; got {type(m).__name__}.")
+        if average not in ENSEMBLE_AVERAGES:
+            raise ValueError(f"average must be {' or '.join(map(repr, ENSEMBLE_AVERAGES))}; "
+                             f"got {average!r}.")
         if weights is None:
             weights = [1.0] * len(members)
         if len(weights) != len(members) or any(
@@ -377,6 +380,39 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
     return out, {"key": key, "path": path, "reused": False}
 
 
+def targets_with_outputs(outputs, labels=None):
+    """Training targets that carry the teacher's outputs, the form the Distiller recognizes.
+
+    Args:
+        outputs: the teacher's outputs, one row per sample.
+        labels: the true labels, or None (distill from the teacher alone).
+
+    Returns:
+        ``{"teacher_outputs": outputs}``, plus ``"labels": labels`` when given.
+
+    Example:
+        >>> targets = targets_with_outputs(np.zeros((2, 3)), np.array([0, 1]))
+        >>> sorted(targets), split_targets(targets)[0].tolist()
+        (['labels', 'teacher_outputs'], [0, 1])
+    """
+    targets = {TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
+    if labels is not None:
+        targets[LABELS_KEY] = np.asarray(labels)
+    return targets
+
+
+def split_targets(y):
+    """``(labels, teacher outputs)`` from a batch's targets; plain labels give ``(y, None)``.
+
+    Example:
+        >>> split_targets(np.array([1, 2]))
+        (array([1, 2]), None)
+    """
+    if isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y:
+        return y.get(LABELS_KEY), y[TEACHER_OUTPUTS_KEY]
+    return y, None
+
+
 def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
                   teacher_batch_size=256, cache_dir=None):
     """A ``tf.data.Dataset`` of ``(x, {"labels": y, "teacher_outputs": t})`` batches.
@@ -393,10 +429,7 @@ def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
     import tensorflow as tf
 
     outputs, _ = teacher_outputs(teacher, x, batch_size=teacher_batch_size, cache_dir=cache_dir)
-    targets = {TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
-    if y is not None:
-        targets[LABELS_KEY] = np.asarray(y)
-    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), targets))
+    ds = tf.data.Dataset.from_tensor_slices((np.asarray(x), targets_with_outputs(outputs, y)))
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
