@@ -185,13 +185,13 @@ def _start_tensorflow():
             import tensorflow  # noqa: F401
 
 
-def _job(cfg, name, *args, **kwargs):
-    """``keras_distill.pipeline.<name>(cfg, ...)``; with ``quiet``, TensorFlow's native lines
+def _job(cfg, job, /, *args, **kwargs):
+    """``keras_distill.pipeline.<job>(cfg, ...)``; with ``quiet``, TensorFlow's native lines
     are silenced too."""
     from keras_distill import pipeline
 
     with _silenced_native_stderr(cfg["quiet"]):
-        return getattr(pipeline, name)(cfg, *args, **kwargs)
+        return getattr(pipeline, job)(cfg, *args, **kwargs)
 
 
 def _failed(errors, what="failed", see=""):

@@ -193,15 +193,15 @@ def test_new_flags_reach_the_config(capsys):
 
 
 def test_resume_without_an_interrupted_run_or_with_other_settings(tmp_path, capsys):
-    from keras_distill import pipeline
+    from keras_distill.pipeline.checkpoints import Checkpoints
 
     code, _, err = main(["run", "--resume", "--out-dir", tmp_path, "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert f"there is no interrupted run to resume in {tmp_path}" in err
     assert "Run again without --resume" in err
     # the state an interrupted run leaves: its configuration and finished stages
-    pipeline._Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path),
-                                                            "epochs": "5"}), log=print)
+    Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path), "epochs": "5"}),
+                log=print)
     code, _, err = main(["run", "--resume", "--out-dir", tmp_path, "--epochs", "6",
                          "--formats", "tflite", "--quiet"], capsys)
     assert code == 1 and err.count("\n") == 1
@@ -213,7 +213,7 @@ def test_resume_without_an_interrupted_run_or_with_other_settings(tmp_path, caps
     stale = tmp_path / ".backup" / "student_distilled" / "latest.weights.h5"
     stale.parent.mkdir()
     stale.write_bytes(b"old")
-    ckpt = pipeline._Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path)}))
+    ckpt = Checkpoints(str(tmp_path), config.load(None, {"out_dir": str(tmp_path)}))
     assert not stale.parent.exists() and ckpt.done == {}
     assert json.loads((tmp_path / ".backup" / "state.json").read_text())["config"]["epochs"] == 30
 
