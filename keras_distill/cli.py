@@ -50,7 +50,7 @@ _DESCRIPTIONS = {
            "data, teacher_cnn and student_cnn, into ./exported.",
     "distill": "Distill a student (a preset or a .keras file) from a teacher (a .keras file, or "
                "a preset trained first) and save <out_dir>/student_distilled.keras.",
-    "export": "Export a .keras model to TFLite (every quantization mode), ONNX and TFLite "
+    "export": "Export a .keras model to TFLite (the --quantization modes), ONNX and TFLite "
               "Micro, calibrated on the training split and verified on the test split.",
     "evaluate": "Run an artifact (.tflite, .onnx, *_model_data.cc) or every artifact in a "
                 "folder in its runtime on the test split: accuracy, agreement, size, latency.",
