@@ -20,8 +20,11 @@ _EXPORTS = {
     "load_digits": "keras_distill.data",
     "Splits": "keras_distill.data",
 }
-_SUBMODULES = {"losses", "data", "presets", "distiller", "export", "evaluate", "students",
-               "quantize", "teachers", "report", "cli", "config", "pipeline", "io"}
+_SUBMODULES = {"losses", "data", "presets", "distiller", "export", "verify", "students",
+               "compress", "teachers", "report", "cli", "config", "pipeline", "io", "registry",
+               "graph",
+               # deprecated names (modules that moved): keras_distill.compress, .verify
+               "quantize", "evaluate"}
 
 __all__ = ["__version__", *_EXPORTS, *sorted(_SUBMODULES)]
 

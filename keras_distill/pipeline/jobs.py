@@ -1,0 +1,433 @@
+"""The four jobs of the command line: ``run``, ``distill``, ``export``, ``evaluate``."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import time
+
+from keras_distill import io
+from keras_distill import report as report_lib
+from keras_distill.pipeline import manifest as manifest_lib
+from keras_distill.pipeline.checkpoints import Checkpoints
+from keras_distill.pipeline.models import (
+    TEACHER_FILE,
+    check_distillable,
+    check_fits_data,
+    load_data,
+    load_model,
+    measure,
+    predict,
+    save_model,
+    teacher_path,
+)
+from keras_distill.pipeline.results import (
+    DistillResult,
+    EvaluateResult,
+    ExportResult,
+    ModelInfo,
+    RunResult,
+)
+from keras_distill.pipeline.stages import (
+    CACHE_DIR,
+    Context,
+    build_teachers,
+    epochs_text,
+    teachers,
+    train_teacher,
+)
+from keras_distill.pipeline.students import (
+    qat_learning_rate,
+    select_student,
+    student_pair,
+    train_baseline,
+    train_distilled,
+    train_qat,
+    transfer,
+)
+from keras_distill.report import Row
+
+BASELINE_FILE = "student_baseline.keras"
+DISTILLED_FILE = "student_distilled.keras"
+QAT_FILE = "student_qat.keras"
+EXPORT_NAME = "student"
+MANIFEST, REPORT, PLOT, CONFIG = "manifest.json", "report.md", "report.png", "config.toml"
+
+
+def _log_fn(log):
+    return log if log is not None else (lambda message: print(message, flush=True))
+
+
+@dataclasses.dataclass
+class _Trained:
+    """The models of a run, trained and measured."""
+
+    teacher: ModelInfo
+    members: list
+    t_val: object
+    t_test: object
+    transfer: dict | None
+    baseline: ModelInfo
+    distilled: ModelInfo
+    selected: str
+    reason: str
+    qat: ModelInfo | None = None
+
+    @property
+    def chosen(self):
+        return self.distilled if self.selected == "student_distilled" else self.baseline
+
+
+def run(cfg, *, log=None, command=None, resume=False, on_stage=None):
+    """The whole job: teacher, baseline, distilled student, QAT, export, verification, reports.
+
+    Args:
+        cfg: a :class:`keras_distill.config.Config`.
+        log: called with each progress line (default ``print``).
+        command: the command line, recorded in the manifest.
+        resume: continue the run interrupted in ``out_dir`` (``keras-distill run --resume``):
+            reuse the models it finished and continue its interrupted fit after the last
+            completed epoch. The configuration must be the same (export keys aside).
+        on_stage: called with each :class:`~keras_distill.pipeline.Stage` just before its
+            ``fit`` (it may add Keras callbacks to ``stage.callbacks``).
+
+    Returns:
+        :class:`RunResult`; ``result.ok`` is False when an artifact failed (the reports are
+        written all the same).
+
+    Raises:
+        ValueError: bad data or models, or ``resume`` without an interrupted run (or with
+            another configuration).
+    """
+    log = _log_fn(log)
+    started, seconds = time.perf_counter(), {}
+    out_dir = io.output_folder(cfg["out_dir"])
+    for name in (MANIFEST, REPORT):  # an earlier run's reports must not outlive its files
+        io.remove_quietly(os.path.join(out_dir, name))
+    ckpt = Checkpoints(out_dir, cfg, resume=resume, log=log)
+    t = time.perf_counter()
+    data = load_data(cfg)
+    seconds["data"] = time.perf_counter() - t
+    log(f"Data: {data.summary()}.")
+    ctx = Context(cfg, data, out_dir, log, ckpt, on_stage)
+    trained = _train(ctx, seconds)
+    rows = [m.row() for m in trained.members] + [
+        trained.teacher.row(f"ensemble of {len(trained.members)}" if trained.members else ""),
+        trained.baseline.row("exported" if trained.chosen is trained.baseline else ""),
+        trained.distilled.row("exported" if trained.chosen is trained.distilled else "")]
+    if trained.qat is not None:
+        rows.append(trained.qat.row(f"QAT of {trained.chosen.name}"))
+    t = time.perf_counter()
+    export_report, artifact_rows, records, errors = _export_run(ctx, trained)
+    if export_report is not None:
+        seconds["export"] = time.perf_counter() - t
+    rows += artifact_rows
+    seconds["total"] = time.perf_counter() - started
+    manifest = _run_manifest(ctx, trained, export_report, records, errors, seconds, command,
+                             resume).to_dict()
+    _write_run_reports(ctx, manifest, rows, trained.selected)
+    ckpt.close()
+    has_qat = export_report is not None and any(a.qat for a in export_report.artifacts)
+    return RunResult(out_dir, trained.selected, trained.reason, rows, manifest,
+                     trained.teacher, trained.baseline, trained.distilled, export_report,
+                     errors, trained.members, trained.qat,
+                     export_report if has_qat else None)
+
+
+def _train(ctx, seconds):
+    """Teachers, the two students and (with ``qat``) the QAT student, measured."""
+    import keras
+
+    cfg, data, out_dir = ctx.cfg, ctx.data, ctx.out_dir
+    keras.utils.set_random_seed(cfg["seed"])
+    built = build_teachers(cfg, data)
+    baseline_model, distilled_model = student_pair(cfg, data, built[0][2])
+    check_distillable(cfg, [m for _, _, m in built], distilled_model)  # before any training
+    teacher, members, t_val, t_test = teachers(ctx, built)
+    seconds["teacher"] = teacher.train_seconds + sum(m.train_seconds for m in members)
+    shrunk = transfer(cfg, (members[0] if members else teacher).model, baseline_model,
+                      distilled_model, ctx.log)
+    baseline = train_baseline(ctx, baseline_model, path=os.path.join(out_dir, BASELINE_FILE))
+    seconds["baseline"] = baseline.train_seconds
+    distilled = train_distilled(ctx, teacher.model, distilled_model,
+                                path=os.path.join(out_dir, DISTILLED_FILE))
+    seconds["distill"] = distilled.train_seconds
+    for info, file in ((baseline, BASELINE_FILE), (distilled, DISTILLED_FILE)):
+        _measure_saved(ctx, info, file, t_val, t_test)
+    selected, reason = select_student(baseline, distilled, cfg["export_student"])
+    ctx.log(f"Selected: {selected}. {reason}")
+    trained = _Trained(teacher, members, t_val, t_test, shrunk, baseline, distilled, selected,
+                       reason)
+    if cfg["qat"]:
+        t = time.perf_counter()
+        trained.qat = train_qat(ctx, teacher.model, trained.chosen,
+                                path=os.path.join(out_dir, QAT_FILE))
+        _measure_saved(ctx, trained.qat, QAT_FILE, t_val, t_test)
+        seconds["qat"] = time.perf_counter() - t
+    return trained
+
+
+def _measure_saved(ctx, info, file, t_val, t_test):
+    from keras_distill.pipeline.stages import record_sparsity
+
+    measure(info, ctx.data, t_val, t_test)
+    info.path = file
+    info.size_bytes = os.path.getsize(os.path.join(ctx.out_dir, file))
+    if ctx.cfg["prune"] and info.sparsity is None:  # reused after an interruption
+        record_sparsity(info, lambda _: None, True)
+
+
+def _qat_formats(cfg):
+    return [f for f in cfg["formats"] if f in ("tflite", "micro")]
+
+
+def _export_run(ctx, trained):
+    """One export of the chosen student (and its QAT twin): ``(report, rows, records,
+    errors)``."""
+    cfg, data = ctx.cfg, ctx.data
+    if not cfg["formats"]:
+        ctx.log("Export: skipped (formats = []).")
+        return None, [], [], []
+    chosen, qat = trained.chosen, trained.qat
+    qat_model = qat.model if qat is not None and _qat_formats(cfg) else None
+    ctx.log(f"Exporting {EXPORT_NAME}: {', '.join(cfg['formats'])} x "
+            f"{', '.join(cfg['quantization'])}" + (" (and student_qat: int8)" if qat_model
+                                                   else "")
+            + "; verifying each artifact in its runtime.")
+    report = _export(cfg, chosen.model, data, ctx.out_dir, EXPORT_NAME,
+                     reference_outputs=trained.t_test, qat_model=qat_model, write_report=False)
+    params = {False: chosen.params, True: qat.params if qat is not None else None}
+    rows, records = manifest_lib.artifact_rows(report, params, source=chosen.name,
+                                               qat="student_qat", gzip=bool(cfg["prune"]))
+    return report, rows, records, manifest_lib.export_errors(report)
+
+
+def _export(cfg, model, data, out_dir, name, **kwargs):
+    """``keras_distill.export`` with the config's formats and modes, calibrated on the
+    training split and verified on the test split; a float32 verification failure is in the
+    report (and its errors), not raised."""
+    import importlib
+    import warnings
+
+    # the module: `from keras_distill import export` may be the function of the same name
+    export_lib = importlib.import_module("keras_distill.export")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="export: ")  # failures are in the report
+        try:
+            return export_lib.export(
+                model, out_dir, name=name, formats=cfg["formats"],
+                quantization=cfg["quantization"], representative_data=data.x_train,
+                eval_data=(data.x_test, data.y_test), labels=data.class_names,
+                calibration_samples=cfg["calibration_samples"], **kwargs)
+        except export_lib.VerificationError as exc:
+            if exc.report is None:
+                raise
+            return exc.report
+
+
+def _notes(ctx, trained, export_report):
+    cfg, qat, notes = ctx.cfg, trained.qat, []
+    if export_report is not None:
+        notes += list(export_report.notes)
+    if qat is not None:
+        notes.append(f"QAT: {QAT_FILE} is {trained.chosen.name} fine-tuned "
+                     f"{epochs_text(qat.epochs)} with fake int8 quantization (learning rate "
+                     f"{qat_learning_rate(cfg):g}, distilled from the teacher)" + (
+                         "; its int8 artifacts (student_qat_*) take their scales from the "
+                         "ranges learned in training, without calibration data."
+                         if _qat_formats(cfg) else "; not exported (formats has neither "
+                         "tflite nor micro)."))
+    if cfg["cache_teacher"]:
+        notes.append(f"Teacher outputs were computed once and stored in {CACHE_DIR}/ (keyed to "
+                     "the teacher's weights and the data; reused by later runs, safe to "
+                     "delete).")
+    return notes
+
+
+def _run_files(trained, export_report, records):
+    files = [m.path for m in trained.members if m.path and not os.path.isabs(m.path)]
+    files += [trained.teacher.path, BASELINE_FILE, DISTILLED_FILE]
+    files += [QAT_FILE] if trained.qat is not None else []
+    for r in records:
+        files += r["files"]
+    if export_report is not None and export_report.labels_file:
+        files.append(export_report.labels_file)
+    return files + [CONFIG, MANIFEST, REPORT, PLOT]
+
+
+def _run_manifest(ctx, trained, export_report, records, errors, seconds, command, resume):
+    cfg, t = ctx.cfg, trained
+    models = [*t.members, t.teacher, t.baseline, t.distilled] + ([t.qat] if t.qat else [])
+    return manifest_lib.RunManifest(
+        command=command, config_file=cfg.file, config=cfg.to_dict(),
+        data=manifest_lib.data_info(ctx.data), models={i.name: i.to_dict() for i in models},
+        teacher={"ensemble": [m.name for m in t.members] or None,
+                 "average": cfg["teacher.average"] if t.members else None,
+                 "weights": list(t.teacher.model.weights_) if t.members else None},
+        student={"from_teacher": t.transfer},
+        selected={"student": t.selected, "reason": t.reason, "file": t.chosen.path,
+                  "criterion": "validation accuracy" if cfg["export_student"] == "auto"
+                  else f"export_student = {cfg['export_student']!r}"},
+        pruning=None if not cfg["prune"] else {
+            "target_sparsity": cfg["prune"], "schedule": "polynomial, reaching the target after "
+            "3/4 of the epochs; both students", "sparsity": {
+                i.name: i.sparsity for i in (t.baseline, t.distilled, t.qat) if i is not None}},
+        qat=None if t.qat is None else {
+            "model": t.qat.name, "from": t.chosen.name, "epochs": t.qat.epochs,
+            "learning_rate": qat_learning_rate(cfg)},
+        artifacts=records,
+        export=export_report.to_dict() if export_report is not None else None,
+        resumed=resume, notes=_notes(ctx, t, export_report), errors=errors,
+        seconds=seconds, files=_run_files(t, export_report, records))
+
+
+def _write_run_reports(ctx, manifest, rows, selected):
+    """config.toml, report.png, report.md and, last, manifest.json (``manifest``: its dict)."""
+    out_dir, data = ctx.out_dir, ctx.data
+    report_lib.write_text(os.path.join(out_dir, CONFIG),
+                          ctx.cfg.to_toml(replace={"out_dir": "."}))
+    report_lib.plot_accuracy_vs_size(
+        rows, os.path.join(out_dir, PLOT),
+        title=f"{data.name}: test accuracy vs size (exported: {selected})")
+    report_lib.write_text(os.path.join(out_dir, REPORT), report_lib.run_markdown(manifest, rows))
+    report_lib.write_json(os.path.join(out_dir, MANIFEST), manifest)
+
+
+def distill(cfg, *, log=None, on_stage=None):
+    """Distill ``student.model`` (or ``student.from_teacher``) from ``teacher.model`` (or the
+    ensemble ``teacher.models``) on the data; save ``<out_dir>/student_distilled.keras``.
+
+    A preset teacher is trained first (``teacher.epochs``); a ``.keras`` teacher is used as it
+    is unless ``teacher.epochs`` is set. ``prune`` and ``cache_teacher`` apply as in ``run``.
+
+    Returns:
+        :class:`DistillResult`.
+    """
+    import keras
+
+    log = _log_fn(log)
+    out_dir = io.output_folder(cfg["out_dir"])
+    data = load_data(cfg)
+    log(f"Data: {data.summary()}.")
+    ctx = Context(cfg, data, out_dir, log, Checkpoints.disabled(out_dir), on_stage)
+    keras.utils.set_random_seed(cfg["seed"])
+    built = build_teachers(cfg, data)
+    _, student_model = student_pair(cfg, data, built[0][2])
+    check_distillable(cfg, [m for _, _, m in built], student_model)  # before any training
+    teacher, members, t_val, t_test, note = _distill_teachers(ctx, built)
+    transfer(cfg, (members[0] if members else teacher).model, student_model, student_model,
+             log)
+    student = train_distilled(ctx, teacher.model, student_model)
+    measure(student, data, t_val, t_test)
+    path = save_model(student.model, os.path.join(out_dir, DISTILLED_FILE))
+    student.path, student.size_bytes = path, os.path.getsize(path)
+    rows = [m.row() for m in members] + [teacher.row(note), student.row(f"saved to {path}")]
+    return DistillResult(path, teacher, student, rows)
+
+
+def _distill_teachers(ctx, built):
+    """The teachers of ``distill``: trained and saved only when ``teacher.epochs`` asks."""
+    cfg, out_dir = ctx.cfg, ctx.out_dir
+    if cfg["teacher.models"] is not None:
+        teacher, members, t_val, t_test = teachers(ctx, built)
+        teacher.path = os.path.join(out_dir, teacher.path)
+        return teacher, members, t_val, t_test, (f"ensemble of {len(members)}, saved to "
+                                                 f"{teacher.path}")
+    (_, ref, model), = built
+    trained = bool(cfg.teacher_epochs())
+    path = teacher_path(cfg, out_dir) if trained else None
+    teacher = train_teacher(ctx, model, ref, path=path)
+    t_val, t_test = measure(teacher, ctx.data)
+    teacher.val_agreement = teacher.agreement = 1.0
+    note = ""
+    if trained:  # trained here: saved (before the Distiller freezes it)
+        teacher.path, note = path, f"saved to {path}"
+    elif ref.endswith(".keras"):
+        teacher.path = ref
+    if teacher.path:
+        teacher.size_bytes = os.path.getsize(teacher.path)
+    return teacher, [], t_val, t_test, note
+
+
+def export(cfg, model_path, *, name=None, log=None):
+    """Export a ``.keras`` model with the config's formats and quantization modes, calibrated
+    on the training split and verified on the test split.
+
+    Writes the artifacts, ``manifest.json`` and ``report.md`` (of ``keras_distill.export``) and
+    ``report.png`` to ``out_dir``.
+
+    Returns:
+        :class:`ExportResult`.
+    """
+    log = _log_fn(log)
+    out_dir = io.output_folder(cfg["out_dir"])
+    data = load_data(cfg)
+    log(f"Data: {data.summary()}.")
+    model = load_model(model_path, safe_mode=cfg["safe_mode"])
+    check_fits_data(model, data, "model")
+    if name is None:
+        stem = os.path.splitext(os.path.basename(os.fspath(model_path)))[0]
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "model"
+    info = ModelInfo(os.path.basename(os.fspath(model_path)), model, path=os.fspath(model_path),
+                     size_bytes=os.path.getsize(model_path))
+    measure(info, data)
+    info.agreement = 1.0
+    if not cfg["formats"]:
+        raise ValueError("formats is empty: nothing to export; pass e.g. --formats tflite.")
+    log(f"Exporting {name}: {', '.join(cfg['formats'])} x {', '.join(cfg['quantization'])}; "
+        "verifying each artifact in its runtime.")
+    export_report = _export(cfg, model, data, out_dir, name)
+    rows, _ = manifest_lib.artifact_rows(export_report, {False: info.params},
+                                         agreement="agreement")
+    rows = [info.row("source model"), *rows]
+    report_lib.plot_accuracy_vs_size(rows, os.path.join(out_dir, PLOT),
+                                     title=f"{name} on {data.name}: test accuracy vs size")
+    return ExportResult(out_dir, rows, export_report, manifest_lib.export_errors(export_report))
+
+
+def evaluate(cfg, path, *, reference=None, log=None):
+    """Run an artifact, or every artifact in a folder, on the test split.
+
+    Args:
+        cfg: the configuration (``data.*`` keys, ``safe_mode``).
+        path: a ``.tflite``, ``.onnx`` or ``*_model_data.cc`` file, or a folder of them.
+        reference: a ``.keras`` model whose outputs the artifacts are compared with (top-1
+            agreement). Default: ``teacher.keras`` next to the artifacts, if there is one.
+
+    Returns:
+        :class:`EvaluateResult`.
+    """
+    from keras_distill import verify
+
+    log = _log_fn(log)
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such artifact or folder: {path}")
+    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    if reference is None and os.path.isfile(os.path.join(folder, TEACHER_FILE)):
+        reference = os.path.join(folder, TEACHER_FILE)
+    data = load_data(cfg)
+    log(f"Data: {data.summary()}; metrics on the {len(data.x_test)} test samples.")
+    ref_outputs = None
+    if reference is not None:
+        ref_model = load_model(reference, safe_mode=cfg["safe_mode"], role="reference model")
+        check_fits_data(ref_model, data, "reference model")
+        ref_outputs = predict(ref_model, data.x_test)
+        log(f"Agreement: top-1 agreement with {reference}.")
+    try:
+        results = verify.evaluate(path, data.x_test, data.y_test, ref_outputs)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (a file its runtime cannot run: a row)
+        results = [{"path": path, "file": os.path.basename(path),
+                    "error": f"{type(exc).__name__}: {exc}"}]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append(Row(r["file"], r.get("format", "?"), None, status="failed",
+                            note=r["error"][:100]))
+        else:
+            rows.append(Row(r["file"], r["format"], r["quantization"], None, r["size_bytes"],
+                            r["accuracy"], r["agreement"], r["latency_ms_median"]))
+    return EvaluateResult(rows, results, reference)

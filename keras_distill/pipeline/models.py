@@ -1,0 +1,191 @@
+"""Models and data of the jobs: loading, building, compiling, measuring, where files go."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from keras_distill.io import save_model  # noqa: F401  (the jobs' atomic .keras writer)
+
+TEACHER_FILE = "teacher.keras"
+
+
+def load_data(cfg):
+    """The data named by ``data.*`` keys, as :class:`keras_distill.data.Splits`."""
+    from keras_distill import data
+
+    return data.load(cfg["data.source"], validation_fraction=cfg["data.validation_fraction"],
+                     test_fraction=cfg["data.test_fraction"], seed=cfg["seed"],
+                     image_size=cfg["data.image_size"], color_mode=cfg["data.color_mode"])
+
+
+def load_model(path, *, safe_mode=True, role="model"):
+    """A ``.keras`` file as an uncompiled Keras model (``keras_distill.io.load_model``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be loaded (not a ``.keras`` file, truncated...); for
+            Lambda layers refused in safe mode, the message names ``--allow-unsafe`` /
+            ``safe_mode = false``.
+    """
+    # compress and teachers register the classes of QAT students and ensembles
+    from keras_distill import compress, io, teachers  # noqa: F401
+
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(f"{role} file not found: {path}")
+    try:
+        return io.load_model(path, allow_unsafe=not safe_mode, compile=False)
+    except TypeError as exc:  # a class Keras cannot find (its message holds the whole config)
+        found = str(exc).split(". Make sure")[0]
+        raise ValueError(f"cannot load {role} {path}: {found}; register the class with "
+                         "keras.saving.register_keras_serializable and import its module "
+                         "first.") from None
+    except io.UnsafeModelError as exc:
+        what = (f"Lambda layer(s) {', '.join(repr(n) for n in exc.layers)}" if exc.layers
+                else "Python code stored as bytecode")
+        raise ValueError(
+            f"{role} {path} contains {what}, which safe mode refuses to load: it runs when the "
+            "file is loaded. If you trust the file, pass --allow-unsafe (or --no-safe-mode; "
+            "safe_mode = false in the config).") from None
+
+
+def check_fits_data(model, data, role):
+    name = model.name
+    if not hasattr(model, "input_shape") and getattr(model, "members", None):
+        model = model.members[0]  # an ensemble (a subclassed model) takes its members' shapes
+    in_shape = tuple(model.input_shape[1:])
+    if in_shape != tuple(data.input_shape) and None not in in_shape:
+        raise ValueError(f"the {role} {name!r} takes inputs of shape {in_shape} but the "
+                         f"data {data.name!r} has samples of shape {data.input_shape}.")
+    classes = model.output_shape[-1]
+    if classes != data.num_classes:
+        raise ValueError(f"the {role} {name!r} outputs {classes} classes but the data "
+                         f"{data.name!r} has {data.num_classes}.")
+
+
+def build(cfg, role, data, name, ref=None):
+    """The ``teacher`` or ``student`` model ``ref`` (default ``<role>.model``): a fresh preset,
+    or loaded from its file."""
+    from keras_distill import presets
+
+    ref = cfg[f"{role}.model"] if ref is None else ref
+    if ref.endswith(".keras"):
+        model = load_model(ref, safe_mode=cfg["safe_mode"], role=role)
+    else:
+        model = presets.PRESETS[ref](data.input_shape, data.num_classes, name=name,
+                                     **cfg[f"{role}.preset_args"])
+    check_fits_data(model, data, role)
+    return model
+
+
+def compile_supervised(model, learning_rate):
+    import keras
+
+    from keras_distill.teachers import outputs_probabilities
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=outputs_probabilities(model) is not True),
+        metrics=["accuracy"])
+
+
+def losses_of(cfg):
+    from keras_distill import losses
+
+    out = []
+    for spec in cfg["losses"]:
+        args = {k: v for k, v in spec.items() if k != "name"}
+        cls = losses.FeatureHint if spec["name"] == "feature_hint" else losses.ALIASES[
+            spec["name"]]
+        out.append(cls(**args))
+    return out
+
+
+def make_distiller(cfg, teacher, student):
+    from keras_distill import Distiller
+
+    return Distiller(teacher, student, temperature=cfg["temperature"], alpha=cfg["alpha"],
+                     losses=losses_of(cfg), loss_weights=cfg["loss_weights"])
+
+
+def ensemble(cfg, members):
+    from keras_distill.teachers import Ensemble
+
+    return Ensemble(members, weights=cfg["teacher.weights"], average=cfg["teacher.average"],
+                    name="teacher")
+
+
+def check_distillable(cfg, teachers, student):
+    """Construct a Distiller on copies, so that shape, softmax and layer-name mistakes are
+    reported before any training (the real teachers stay trainable)."""
+    import keras
+
+    try:
+        t = [keras.models.clone_model(m) for m in teachers]
+        s = keras.models.clone_model(student)
+    except Exception:  # noqa: BLE001  (subclassed models do not clone: checked when distilling)
+        return
+    make_distiller(cfg, t[0] if len(t) == 1 else ensemble(cfg, t), s)
+
+
+def predict(model, x):
+    return np.asarray(model.predict(x, batch_size=512, verbose=0), np.float32)
+
+
+def keras_latency_ms(model, x, n=50):
+    """Median wall time of ``predict_on_batch`` on one sample."""
+    x1 = x[:1]
+    for _ in range(3):
+        model.predict_on_batch(x1)
+    times = []
+    for i in range(min(n, len(x))):
+        xi = x[i:i + 1]
+        start = time.perf_counter()
+        model.predict_on_batch(xi)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def agree(a, b):
+    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+
+
+def measure(info, data, teacher_val=None, teacher_test=None):
+    """Fill accuracies, agreements with the teacher and latency of ``info.model``."""
+    model = info.model
+    val, test = predict(model, data.x_val), predict(model, data.x_test)
+    info.params = int(model.count_params())
+    info.val_accuracy = float(np.mean(np.argmax(val, -1) == data.y_val))
+    info.test_accuracy = float(np.mean(np.argmax(test, -1) == data.y_test))
+    if teacher_test is not None:
+        info.val_agreement = agree(val, teacher_val)
+        info.agreement = agree(test, teacher_test)
+    info.latency_ms = keras_latency_ms(model, data.x_test)
+    return val, test
+
+
+def same_file(a, b):
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
+def free_path(out_dir, file, inputs, suffix="_trained"):
+    """``out_dir/file``, or ``..._trained.keras`` if that is one of the ``inputs`` (an input
+    file is never overwritten)."""
+    path = os.path.join(out_dir, file)
+    if any(same_file(path, i) for i in inputs if i.endswith(".keras")):
+        return os.path.join(out_dir, file[:-len(".keras")] + f"{suffix}.keras")
+    return path
+
+
+def teacher_path(cfg, out_dir):
+    """Where the teacher is saved: ``teacher.keras`` in ``out_dir``, unless that is the
+    teacher file given as input and the job trains it further (then ``teacher_trained.keras``,
+    so that an input file is never overwritten)."""
+    path = os.path.join(out_dir, TEACHER_FILE)
+    if cfg.teacher_epochs() and same_file(path, cfg["teacher.model"]):
+        return os.path.join(out_dir, "teacher_trained.keras")
+    return path

@@ -1,0 +1,207 @@
+"""The student stages of a job: the baseline and distilled pair, weight transfer from the
+teacher, quantization-aware fine-tuning, and which student to export."""
+
+from __future__ import annotations
+
+from keras_distill.pipeline.models import build, check_fits_data, compile_supervised, make_distiller
+from keras_distill.pipeline.results import ModelInfo
+from keras_distill.pipeline.stages import (
+    QAT_LEARNING_RATE_FACTOR,
+    cache_kwargs,
+    epochs_text,
+    pruning_schedule,
+    record_sparsity,
+    train_stage,
+)
+
+
+def student_pair(cfg, data, teacher=None):
+    """Two copies of the student with the same initial weights (baseline, distilled).
+
+    With ``student.from_teacher``, the student is ``keras_distill.students.shrink(teacher,
+    width, depth)`` (``teacher``: the first teacher; its weights are transferred later, by
+    :func:`transfer`, once it is trained).
+    """
+    import keras
+
+    keras.utils.set_random_seed(cfg["seed"])
+    shrink = cfg["student.from_teacher"]
+    if shrink is None:
+        baseline = build(cfg, "student", data, "student_baseline")
+        distilled = build(cfg, "student", data, "student_distilled")
+    else:
+        from keras_distill import students
+
+        baseline, distilled = (
+            students.shrink(teacher, shrink["width"], shrink.get("depth"), name=name)
+            for name in ("student_baseline", "student_distilled"))
+        check_fits_data(baseline, data, "student")
+    distilled.set_weights(baseline.get_weights())
+    return baseline, distilled
+
+
+def transfer(cfg, teacher, baseline, distilled, log):
+    """``student.from_teacher``: initialize both students from the trained teacher."""
+    shrink = cfg["student.from_teacher"]
+    if shrink is None:
+        return None
+    desc = f"width {shrink['width']:g}" + (f", depth {shrink['depth']}" if "depth" in shrink
+                                           else "")
+    if shrink["transfer"] == "none":
+        log(f"Student: the teacher shrunk ({desc}, {baseline.count_params():,} parameters), "
+            "randomly initialized (transfer = 'none').")
+        return {**shrink, "params": int(baseline.count_params())}
+    from keras_distill import students
+
+    report = students.transfer_weights(teacher, baseline, method=shrink["transfer"])
+    distilled.set_weights(baseline.get_weights())
+    text = str(report).splitlines()
+    log(f"Student: the teacher shrunk ({desc}, {baseline.count_params():,} parameters), "
+        f"initialized from it: {text[0]}.")
+    if not cfg["quiet"]:
+        log("\n".join(text[1:]))
+    return {**shrink, "params": int(baseline.count_params()), "copied": report.copied,
+            "sliced": report.sliced, "skipped": report.skipped,
+            "layers": [{"layer": t.name, "teacher_layer": t.teacher_name, "status": t.status,
+                        "detail": t.reason} for t in report.layers]}
+
+
+def train_baseline(ctx, student, *, path=None):
+    """The student trained alone on the labels (pruned too, with ``prune``)."""
+    cfg = ctx.cfg
+    info = ModelInfo("student_baseline", student, epochs=cfg["epochs"], epochs_run=0)
+    if not ctx.ckpt.finished(info.name):
+        ctx.log(f"Baseline: training the student alone ({student.count_params():,} "
+                f"parameters, {epochs_text(cfg['epochs'])}" + _pruned_text(cfg) + ").")
+
+    def trainable():
+        compile_supervised(student, cfg["learning_rate"])
+        return student
+    return train_stage(ctx, info, trainable, label="Baseline", path=path,
+                       pruning=pruning_schedule(ctx))
+
+
+def train_distilled(ctx, teacher, student, *, path=None):
+    """The same student distilled from ``teacher`` (a Keras model or ensemble)."""
+    import keras
+
+    cfg = ctx.cfg
+    info = ModelInfo("student_distilled", student, epochs=cfg["epochs"], epochs_run=0)
+    if not ctx.ckpt.finished(info.name):
+        names = ", ".join(s["name"] for s in cfg["losses"])
+        ctx.log(f"Distilling: the same student from the teacher ({names}, temperature "
+                f"{cfg['temperature']:g}, alpha {cfg['alpha']:g}, {epochs_text(cfg['epochs'])}"
+                + _pruned_text(cfg)
+                + (", teacher outputs computed once" if cfg["cache_teacher"] else "") + ").")
+
+    def trainable():
+        distiller = make_distiller(cfg, teacher, student)
+        distiller.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
+                          metrics=["accuracy"])
+        trainable.distiller = distiller
+        return distiller
+    train_stage(ctx, info, trainable, label="Distilling", path=path,
+                pruning=pruning_schedule(ctx), fit_kwargs=cache_kwargs(ctx))
+    _log_cache(getattr(trainable, "distiller", None), ctx.log)
+    return info
+
+
+def _pruned_text(cfg):
+    return f", pruned to {cfg['prune']:.0%} sparsity" if cfg["prune"] else ""
+
+
+def _log_cache(distiller, log):
+    info = getattr(distiller, "cache_info", None)
+    if info:
+        where = info.get("path") or "memory"
+        log(f"  teacher outputs: {'read from' if info.get('reused') else 'computed once into'} "
+            f"{where}.")
+
+
+def qat_learning_rate(cfg):
+    rate = cfg["qat_learning_rate"]
+    return cfg["learning_rate"] * QAT_LEARNING_RATE_FACTOR if rate is None else rate
+
+
+def train_qat(ctx, teacher, chosen, *, path=None):
+    """``qat``: quantization-aware fine-tuning of the chosen student with the Distiller
+    (``keras_distill.compress.quantize_aware``; BatchNormalization folded, activation ranges
+    calibrated on training inputs first), keeping the zeros of a pruned student."""
+    import keras
+
+    from keras_distill import compress
+
+    cfg = ctx.cfg
+    epochs, rate = cfg["qat_epochs"], qat_learning_rate(cfg)
+    info = ModelInfo("student_qat", None, epochs=epochs, epochs_run=0,
+                     quantization="fake-quant int8")
+    if not ctx.ckpt.finished(info.name):
+        ctx.log(f"QAT: quantization-aware fine-tuning of {chosen.name} with the teacher "
+                f"({epochs_text(epochs)}, learning rate {rate:g}).")
+
+    def trainable():
+        model = compress.quantize_aware(chosen.model, name="student_qat")
+        compress.calibrate(model, ctx.data.x_train[:cfg["calibration_samples"]])
+        distiller = make_distiller(cfg, teacher, model)
+        distiller.compile(optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"])
+        return distiller
+
+    def keep_zeros(model):
+        return [compress.keep_sparsity(model)] if cfg["prune"] else []
+    train_stage(ctx, info, trainable, label="QAT", path=path, callbacks=keep_zeros,
+                fit_kwargs=cache_kwargs(ctx))
+    if cfg["prune"]:
+        record_sparsity(info, ctx.log, cfg["quiet"])
+    return info
+
+
+def select_student(baseline, distilled, mode="auto"):
+    """Which student to export, and why (one or two sentences).
+
+    ``mode="auto"`` picks the higher validation accuracy; on a tie, the higher validation
+    agreement with the teacher; on a second tie, the distilled student. The test split is never
+    used to choose; a baseline that scored higher on it is still named.
+
+    Args:
+        baseline, distilled: measured :class:`ModelInfo` objects.
+        mode: ``"auto"``, ``"distilled"`` or ``"baseline"``.
+
+    Returns:
+        ``(name, reason)``, name being ``"student_distilled"`` or ``"student_baseline"``.
+
+    Example:
+        >>> b = ModelInfo("student_baseline", None, val_accuracy=0.98, test_accuracy=0.97)
+        >>> d = ModelInfo("student_distilled", None, val_accuracy=0.96, test_accuracy=0.96)
+        >>> select_student(b, d)[0]
+        'student_baseline'
+    """
+    b, d = baseline.val_accuracy, distilled.val_accuracy
+    vs = f"validation accuracy {d:.4f} distilled vs {b:.4f} baseline (student trained alone)"
+    if mode == "distilled":
+        name, reason = "student_distilled", f"Chosen by export_student = 'distilled'; {vs}."
+    elif mode == "baseline":
+        name, reason = "student_baseline", f"Chosen by export_student = 'baseline'; {vs}."
+    elif d > b:
+        name, reason = "student_distilled", f"The distilled student did better: {vs}."
+    elif b > d:
+        name, reason = "student_baseline", (
+            f"The baseline did better, so it is exported: {vs}. Distillation did not help with "
+            "these settings.")
+    else:
+        da, ba = distilled.val_agreement or 0.0, baseline.val_agreement or 0.0
+        name = "student_baseline" if ba > da else "student_distilled"
+        reason = (f"Tie on validation accuracy ({d:.4f}); the {name.split('_')[1]} student "
+                  f"agrees more with the teacher on validation ({max(da, ba):.4f} vs "
+                  f"{min(da, ba):.4f})." if da != ba else
+                  f"Tie on validation accuracy ({d:.4f}) and agreement with the teacher; the "
+                  "distilled student is exported.")
+    other = baseline if name == "student_distilled" else distilled
+    chosen = distilled if name == "student_distilled" else baseline
+    if other.val_accuracy > chosen.val_accuracy and mode != "auto":
+        reason += f" Note: the {other.name.split('_')[1]} student did better on validation."
+    if other.test_accuracy is not None and chosen.test_accuracy is not None and \
+            other.test_accuracy > chosen.test_accuracy:
+        reason += (f" Note: on the test split the {other.name.split('_')[1]} student scored "
+                   f"higher ({other.test_accuracy:.4f} vs {chosen.test_accuracy:.4f}); the "
+                   "choice uses validation data only.")
+    return name, reason
