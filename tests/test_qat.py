@@ -1,44 +1,46 @@
-"""Tests for keras_distill/quantize.py: native Keras 3 QAT, pruning, sparsity, gzip sizes."""
+"""Tests for keras_distill/compress/qat.py and fake_quant.py: native Keras 3 QAT, its int8
+TFLite conversion, .keras files, and the deprecated keras_distill.quantize module."""
 
+import importlib
 import os
+import subprocess
+import sys
 import tempfile
+import warnings
 
 import keras
 import numpy as np
 import pytest
-from helpers import agreement, randomize_bn
+from helpers import agreement
 from keras import layers
 
-from keras_distill import quantize
-from keras_distill.presets import student_cnn, student_mlp, teacher_cnn
-from keras_distill.quantize import (
+import keras_distill.compress
+from keras_distill.compress import (
     FakeQuant,
-    PruningCallback,
     QuantizedConv2D,
     QuantizedDense,
+    QuantizedDepthwiseConv2D,
     calibrate,
-    gzip_size,
     is_quantize_aware,
-    keep_sparsity,
-    prune,
     quantize_aware,
-    sparsity_report,
-    strip_pruning,
 )
+from keras_distill.compress.fake_quant import _quantize_kernel, _quantize_kernel_by_rounding
+from keras_distill.compress.qat import _folded_weights
+from keras_distill.presets import teacher_cnn
 
 # ---------------------------------------------------------------------------------------
-# helpers
+# helpers (test_prune.py imports them too)
 # ---------------------------------------------------------------------------------------
 
 
-def _compile(model, lr=1e-3):
+def compile_classifier(model, lr=1e-3):
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
 
 
-def _to_tflite(model, *, int8):
+def to_tflite(model, *, int8):
     """SavedModel export, then TFLiteConverter (the robust path for Keras 3 models)."""
     import tensorflow as tf
 
@@ -52,7 +54,7 @@ def _to_tflite(model, *, int8):
         return bytes(converter.convert())
 
 
-def _interpreter(tflite_bytes):
+def interpreter_for(tflite_bytes):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=tflite_bytes)
@@ -60,7 +62,7 @@ def _interpreter(tflite_bytes):
     return interpreter
 
 
-def _run_int8(interpreter, x):
+def run_int8(interpreter, x):
     """Quantize x with the input scale, run the batch, return the raw int8 output."""
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
@@ -73,7 +75,7 @@ def _run_int8(interpreter, x):
     return interpreter.get_tensor(out["index"])
 
 
-def _weight_tensors(interpreter, ops=("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")):
+def weight_tensors(interpreter, ops=("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")):
     """The filter tensors (input 1) of the weight ops of a TFLite model."""
     details = {t["index"]: t for t in interpreter.get_tensor_details()}
     found = []
@@ -110,7 +112,7 @@ def test_kernel_quantization_is_per_channel_symmetric_and_keeps_zeros():
     rng = np.random.default_rng(0)
     kernel = rng.normal(size=(3, 3, 4, 5)).astype("float32") * np.arange(1, 6)
     kernel[..., 0, 2] = 0.0
-    q = np.asarray(quantize._quantize_kernel(kernel, 8))
+    q = np.asarray(_quantize_kernel(kernel, 8))
     for c in range(5):
         scale = np.abs(kernel[..., c]).max() / 127
         levels = q[..., c] / scale
@@ -118,11 +120,11 @@ def test_kernel_quantization_is_per_channel_symmetric_and_keeps_zeros():
         assert np.abs(np.round(levels)).max() == 127  # narrow range, symmetric
         assert np.abs(q[..., c] - kernel[..., c]).max() <= scale / 2 + 1e-6
     assert np.all(q[..., 0, 2] == 0)
-    q_dense = np.asarray(quantize._quantize_kernel_ste(kernel.reshape(-1, 5), 8))
+    q_dense = np.asarray(_quantize_kernel_by_rounding(kernel.reshape(-1, 5), 8))
     np.testing.assert_allclose(q_dense, q.reshape(-1, 5), atol=1e-6)
     # a fully zero (pruned) channel stays finite and zero
     kernel[..., 3] = 0.0
-    assert np.all(np.asarray(quantize._quantize_kernel(kernel, 8))[..., 3] == 0)
+    assert np.all(np.asarray(_quantize_kernel(kernel, 8))[..., 3] == 0)
 
 
 @pytest.mark.parametrize("kind", ["conv", "depthwise", "dense"])
@@ -142,7 +144,7 @@ def test_batchnorm_folding_is_exact_in_float(kind):
                     rng.uniform(0.5, 2, w.shape).astype("float32")
                     for i, w in enumerate(bn.get_weights())])
     expected = np.asarray(bn(layer(x), training=False))
-    kernel, bias = quantize._folded_weights(layer, bn)
+    kernel, bias = _folded_weights(layer, bn)
     config = layer.get_config() | {"use_bias": True}
     folded = type(layer).from_config(config)
     folded(x)
@@ -203,7 +205,7 @@ def test_quantize_aware_handles_depthwise_relu6_add_and_sequential():
 def test_qat_model_round_trips_through_a_keras_file(digits):
     keras.utils.set_random_seed(0)
     qat = quantize_aware(teacher_cnn())
-    _compile(qat).fit(digits.x_train[:256], digits.y_train[:256], epochs=1, batch_size=64,
+    compile_classifier(qat).fit(digits.x_train[:256], digits.y_train[:256], epochs=1, batch_size=64,
                       verbose=0)
     assert float(qat.get_layer("conv2").range_initialized.numpy()) == 1.0
     x = digits.x_test[:64]
@@ -225,16 +227,16 @@ def test_qat_converts_to_all_int8_tflite_without_calibration_data(trained_teache
         trained_teacher.predict(digits.x_test, verbose=0).argmax(1) == digits.y_test))
     qat = quantize_aware(trained_teacher)
     calibrate(qat, digits.x_train[:256])
-    _compile(qat, 1e-4).fit(digits.x_train, digits.y_train, epochs=1, batch_size=64, verbose=0)
+    compile_classifier(qat, 1e-4).fit(digits.x_train, digits.y_train, epochs=1, batch_size=64, verbose=0)
     keras_q = qat.predict(digits.x_test, verbose=0)
     qat_acc = float(np.mean(keras_q.argmax(1) == digits.y_test))
     assert qat_acc >= float_acc - 0.02, (qat_acc, float_acc)
 
-    interpreter = _interpreter(_to_tflite(qat, int8=True))
+    interpreter = interpreter_for(to_tflite(qat, int8=True))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     assert inp["dtype"] == np.int8 and out["dtype"] == np.int8
     assert inp["quantization"][0] == pytest.approx(1 / 255, rel=0.02)  # input range [0, 1]
-    weights = _weight_tensors(interpreter)
+    weights = weight_tensors(interpreter)
     assert len(weights) == 5  # conv1..3, features, logits
     for tensor in weights:
         assert tensor["dtype"] == np.int8
@@ -246,7 +248,7 @@ def test_qat_converts_to_all_int8_tflite_without_calibration_data(trained_teache
                      if t["dtype"] == np.float32]
     assert float_tensors == []  # all-int8: no float tensor anywhere
 
-    lite_q = _run_int8(interpreter, digits.x_test)
+    lite_q = run_int8(interpreter, digits.x_test)
     scale, zero = out["quantization"]
     lite = (lite_q.astype(np.float32) - zero) * scale
     assert agreement(lite, keras_q) >= 0.95
@@ -256,165 +258,116 @@ def test_qat_converts_to_all_int8_tflite_without_calibration_data(trained_teache
 
 
 # ---------------------------------------------------------------------------------------
-# Pruning
+# .keras files and the package's names
 # ---------------------------------------------------------------------------------------
 
-
-def test_polynomial_and_constant_schedules():
-    _, callback = prune(student_mlp(), target_sparsity=0.8, begin_step=10, end_step=110,
-                        frequency=5)
-    assert callback.sparsity_at(0) == 0.0
-    assert callback.sparsity_at(10) == pytest.approx(0.0)
-    assert callback.sparsity_at(60) == pytest.approx(0.8 * (1 - 0.5 ** 3))
-    assert callback.sparsity_at(110) == pytest.approx(0.8)
-    assert callback.sparsity_at(500) == pytest.approx(0.8)
-    assert [s for s in range(130) if callback._should_update(s)] == list(range(10, 111, 5))
-    _, constant = prune(student_mlp(), 0.5, schedule="constant", begin_step=3, frequency=4)
-    assert [constant.sparsity_at(s) for s in (0, 2, 3, 50)] == [0, 0, 0.5, 0.5]
-    for bad in ({"target_sparsity": 1.0}, {"schedule": "cubic"}, {"frequency": 0},
-                {"begin_step": 5, "end_step": 2}, {"layers": ["nope"]}):
-        with pytest.raises(ValueError):
-            prune(student_mlp(), **bad)
+#: What keras_distill.quantize exported before the move (a .keras file and user code rely on
+#: these names).
+OLD_QUANTIZE_NAMES = {
+    "FakeQuant", "PruningCallback", "QuantizedConv2D", "QuantizedDense",
+    "QuantizedDepthwiseConv2D", "SparsityReport", "calibrate", "gzip_size",
+    "is_quantize_aware", "keep_sparsity", "prune", "quantize_aware", "sparsity_report",
+    "strip_pruning",
+}
 
 
-def test_pruning_reaches_the_target_and_survives_strip_and_tflite(digits):
-    keras.utils.set_random_seed(0)
-    base = _compile(student_cnn(), 3e-3)
-    base.fit(digits.x_train, digits.y_train, epochs=3, batch_size=64, verbose=0)
-    dense_acc = base.evaluate(digits.x_test, digits.y_test, verbose=0)[1]
-    dense_bytes = _to_tflite(base, int8=False)
-
-    model, callback = prune(base, target_sparsity=0.75, frequency=5)
-    assert model is base
-    history = model.fit(digits.x_train, digits.y_train, epochs=6, batch_size=64, verbose=0,
-                        callbacks=[callback])
-    assert len(history.history["loss"]) == 6
-    steps = 6 * int(np.ceil(len(digits.x_train) / 64))
-    assert callback.step == steps
-    assert callback.resolved_end_step == int(0.75 * steps) - 1
-    report = sparsity_report(model)
-    assert set(report.layers) == {"conv1", "conv2", "logits"}
-    for name in report.layers:
-        assert abs(report[name] - 0.75) <= 0.01, (name, report[name])
-    assert "conv1" in str(report)
-    pruned_acc = model.evaluate(digits.x_test, digits.y_test, verbose=0)[1]
-    assert pruned_acc >= dense_acc - 0.05, (pruned_acc, dense_acc)
-
-    plain = strip_pruning(model, callback)
-    assert plain is not model
-    np.testing.assert_array_equal(plain.predict(digits.x_test[:32], verbose=0),
-                                  model.predict(digits.x_test[:32], verbose=0))
-    assert abs(sparsity_report(plain).overall - 0.75) <= 0.01
-
-    tflite = _to_tflite(plain, int8=False)
-    interpreter = _interpreter(tflite)
-    kernels = _weight_tensors(interpreter)
-    assert len(kernels) == 3
-    for tensor in kernels:
-        values = interpreter.get_tensor(tensor["index"])
-        assert values.dtype == np.float32
-        assert abs(np.mean(values == 0) - 0.75) <= 0.01
-    # zeros pay off once compressed
-    assert len(tflite) == pytest.approx(len(dense_bytes), rel=0.05)
-    assert gzip_size(tflite) < 0.7 * gzip_size(dense_bytes)
+def test_qat_layers_keep_their_registered_names():
+    # .keras files record these names: changing one would break every saved QAT model
+    for cls in (FakeQuant, QuantizedDense, QuantizedConv2D, QuantizedDepthwiseConv2D):
+        name = f"keras_distill>{cls.__name__}"
+        assert keras.saving.get_registered_name(cls) == name
+        assert keras.saving.get_registered_object(name) is cls
 
 
-def test_pruning_callback_finds_the_student_of_a_distiller_like_model(digits):
-    class Wrapper(keras.Model):  # stands in for the Distiller: it trains `.student`
-        def __init__(self, student):
-            super().__init__()
-            self.student = student
-
-        def call(self, x, training=False):
-            return self.student(x, training=training)
-
-    keras.utils.set_random_seed(0)
-    student = student_mlp()
-    wrapper = _compile(Wrapper(student), 3e-3)
-    callback = PruningCallback(target_sparsity=0.5, schedule="constant", frequency=3)
-    wrapper.fit(digits.x_train[:512], digits.y_train[:512], epochs=2, batch_size=64,
-                verbose=0, callbacks=[callback])
-    report = sparsity_report(student)
-    assert report["hidden"] == pytest.approx(0.5, abs=0.01)
-    assert report["logits"] == pytest.approx(0.5, abs=0.01)
+def _small_qat_model():
+    """A calibrated QAT model holding every QAT layer class (BN folded, ReLU fused)."""
+    inputs = keras.Input((8, 8, 1), name="image")
+    x = layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")(inputs)
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(name="relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", name="dw")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(3, name="logits")(x)
+    model = quantize_aware(keras.Model(inputs, outputs))
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    return calibrate(model, x), x
 
 
-def test_sparsity_survives_strip_and_quantize_aware():
-    model = teacher_cnn(width=8)
-    randomize_bn(model)
-    model, callback = prune(model, target_sparsity=0.6, schedule="constant")
-    callback.update_masks()  # magnitude masks at the target, without training
-    plain = strip_pruning(model, callback)
-    before = sparsity_report(plain)
-    assert before.overall == pytest.approx(0.6, abs=0.01)
-    qat = quantize_aware(plain)
-    after = sparsity_report(qat)
-    # BN folding scales whole output channels and int8 is symmetric: zeros stay zeros
-    for name in ("conv1", "conv2", "conv3", "features", "logits"):
-        assert after[name] >= before[name] - 1e-9
-        weights = qat.get_layer(name).kernel.numpy()
-        original = plain.get_layer(name).get_weights()[0]
-        assert np.all(weights[original == 0] == 0)
-        quantized = np.asarray(quantize._quantize_kernel_ste(weights, 8))
-        assert np.mean(quantized == 0) >= before[name] - 1e-9
+def _run_python(script, *args):
+    """Run ``script`` in a fresh Python process (nothing of this one imported); must succeed."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], check=False,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
 
 
-@pytest.mark.slow
-def test_sparsity_survives_qat_fine_tuning_and_int8_conversion(digits):
-    keras.utils.set_random_seed(0)
-    model = _compile(teacher_cnn(width=8), 3e-3)
-    model, callback = prune(model, target_sparsity=0.6, schedule="constant", frequency=5)
-    model.fit(digits.x_train, digits.y_train, epochs=3, batch_size=64, verbose=0,
-              callbacks=[callback])
-    plain = strip_pruning(model, callback)
-    before = sparsity_report(plain)
-    # BN folding scales whole output channels: every zero stays a zero
-    qat = quantize_aware(plain)
-    folded = sparsity_report(qat)
-    for name in ("conv1", "conv2", "conv3", "features", "logits"):
-        assert folded[name] >= before[name] - 1e-9 and folded[name] >= 0.59
-    keeper = keep_sparsity(qat)
-    _compile(qat, 1e-3).fit(digits.x_train, digits.y_train, epochs=1, batch_size=64,
-                            verbose=0, callbacks=[keeper])
-    after = sparsity_report(qat)
-    for name in folded.layers:
-        assert after[name] >= folded[name] - 1e-9
-    # symmetric int8 keeps exact zeros in the converted weights
-    interpreter = _interpreter(_to_tflite(qat, int8=True))
-    for tensor in _weight_tensors(interpreter):
-        values = interpreter.get_tensor(tensor["index"])
-        assert values.dtype == np.int8 and np.mean(values == 0) >= 0.59
+_LOAD_IN_A_FRESH_PROCESS = """
+import sys
+import numpy as np
+import keras
+import keras_distill.compress
+model = keras.saving.load_model(sys.argv[1])  # no custom_objects
+data = np.load(sys.argv[2])
+weights = model.get_weights()
+assert len(weights) == len(data.files) - 2, (len(weights), data.files)
+for i, value in enumerate(weights):
+    np.testing.assert_array_equal(value, data[f"weight_{i}"])
+np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["expected"])
+assert "keras_distill.quantize" not in sys.modules, "loaded through the deprecated module"
+print(" ".join(sorted({type(layer).__name__ for layer in model.layers})))
+"""
 
 
-def test_gzip_size_of_bytes_and_files(tmp_path):
-    rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, 10_000, dtype=np.uint8).tobytes()
-    assert gzip_size(bytes(10_000)) < 100
-    assert gzip_size(noise) > 9_000
-    path = tmp_path / "blob.bin"
-    path.write_bytes(noise)
-    assert gzip_size(path) == gzip_size(noise) == gzip_size(str(path))
-    assert gzip_size(bytearray(noise)) == gzip_size(noise)
-    with pytest.raises(ValueError, match="directory"):
-        gzip_size(tmp_path)
-    with pytest.raises(TypeError):
-        gzip_size(123)
+def test_a_qat_keras_file_loads_after_importing_keras_distill_compress(tmp_path):
+    model, x = _small_qat_model()
+    path = tmp_path / "qat.keras"
+    model.save(path)
+    weights = {f"weight_{i}": value for i, value in enumerate(model.get_weights())}
+    np.savez(tmp_path / "expected.npz", x=x, expected=model.predict(x, verbose=0), **weights)
+    done = _run_python(_LOAD_IN_A_FRESH_PROCESS, path, tmp_path / "expected.npz")
+    classes = done.stdout.splitlines()[-1].split()
+    assert classes == ["FakeQuant", "GlobalAveragePooling2D", "InputLayer", "QuantizedConv2D",
+                       "QuantizedDense", "QuantizedDepthwiseConv2D"], done.stdout
 
 
-def test_module_exports():
+def test_compress_exports_the_names_of_qat_and_prune():
+    # (the attribute keras_distill.compress.prune is the function; the module is in sys.modules)
+    qat_module = importlib.import_module("keras_distill.compress.qat")
+    prune_module = importlib.import_module("keras_distill.compress.prune")
+
+    assert set(keras_distill.compress.__all__) == \
+        set(qat_module.__all__) | set(prune_module.__all__) == OLD_QUANTIZE_NAMES
+    for name in keras_distill.compress.__all__:
+        home = qat_module if name in qat_module.__all__ else prune_module
+        assert getattr(keras_distill.compress, name) is getattr(home, name)
+    assert {"quantize_aware", "is_quantize_aware", "prune", "strip_pruning",
+            "sparsity_report", "gzip_size"} <= set(keras_distill.compress.__all__)
+
+
+def test_the_deprecated_quantize_module_warns_and_still_exports_every_name(monkeypatch):
+    monkeypatch.delitem(sys.modules, "keras_distill.quantize", raising=False)
+    with pytest.warns(DeprecationWarning, match="keras_distill.compress") as caught:
+        from keras_distill.quantize import prune, quantize_aware
+    assert quantize_aware is keras_distill.compress.quantize_aware
+    assert prune is keras_distill.compress.prune
+    assert [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    quantize = sys.modules["keras_distill.quantize"]
+    assert set(quantize.__all__) == OLD_QUANTIZE_NAMES
+    for name in OLD_QUANTIZE_NAMES:
+        assert getattr(quantize, name) is getattr(keras_distill.compress, name)
     assert {"quantize_aware", "is_quantize_aware", "prune", "strip_pruning",
             "sparsity_report", "gzip_size"} <= set(quantize.__all__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        importlib.import_module("keras_distill.quantize")  # imported once: no second warning
 
 
-def test_masks_from_zeros_keeps_the_current_zeros(digits):
-    model = student_mlp(digits.input_shape, 10)
-    kernel = model.get_layer("hidden").kernel
-    values = kernel.numpy()
-    values[:, ::2] = 0.0
-    kernel.assign(values)
-    _, callback = quantize.prune(model, target_sparsity=0.5)
-    callback.masks_from_zeros()
-    kernel.assign(np.ones_like(values))
-    callback.apply_masks()
-    np.testing.assert_array_equal(kernel.numpy()[:, ::2], 0.0)
-    np.testing.assert_array_equal(kernel.numpy()[:, 1::2], 1.0)
+def test_the_deprecation_warning_points_at_the_importing_line():
+    # in a fresh process: pytest's import hooks would stand between the module and its importer
+    done = _run_python("import warnings\nwarnings.simplefilter('always')\n"
+                       "from keras_distill.quantize import prune, quantize_aware\n")
+    assert "<string>:3: DeprecationWarning: keras_distill.quantize is deprecated" in \
+        done.stderr, done.stderr[-3000:]

@@ -1,0 +1,47 @@
+"""Model compression: quantization-aware training and magnitude pruning.
+
+- :mod:`keras_distill.compress.qat`: fake-quant layers (``FakeQuant``, ``QuantizedDense``,
+  ``QuantizedConv2D``, ``QuantizedDepthwiseConv2D``), ``quantize_aware`` (with
+  BatchNormalization folding), ``calibrate``, ``is_quantize_aware``.
+- :mod:`keras_distill.compress.prune`: ``PruningCallback``, ``prune``, ``keep_sparsity``,
+  ``strip_pruning``, ``SparsityReport``, ``sparsity_report``, ``gzip_size``.
+
+Importing this package registers the QAT layers with Keras, so ``.keras`` files that hold
+them load without ``custom_objects``.
+"""
+
+from keras_distill.compress.prune import (
+    PruningCallback,
+    SparsityReport,
+    gzip_size,
+    keep_sparsity,
+    prune,
+    sparsity_report,
+    strip_pruning,
+)
+from keras_distill.compress.qat import (
+    FakeQuant,
+    QuantizedConv2D,
+    QuantizedDense,
+    QuantizedDepthwiseConv2D,
+    calibrate,
+    is_quantize_aware,
+    quantize_aware,
+)
+
+__all__ = [
+    "FakeQuant",
+    "PruningCallback",
+    "QuantizedConv2D",
+    "QuantizedDense",
+    "QuantizedDepthwiseConv2D",
+    "SparsityReport",
+    "calibrate",
+    "gzip_size",
+    "is_quantize_aware",
+    "keep_sparsity",
+    "prune",
+    "quantize_aware",
+    "sparsity_report",
+    "strip_pruning",
+]
