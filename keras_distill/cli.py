@@ -229,7 +229,7 @@ def _export(args, cfg):
 def _evaluate(args, cfg):
     result = _job(cfg, "evaluate", args.path, reference=args.reference)
     if args.json:
-        from keras_distill.evaluate import to_json
+        from keras_distill.verify import to_json
 
         print(to_json(result.results))
     else:
