@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import dense_model
 
 from keras_distill import data
 from keras_distill.data import DataError
@@ -125,3 +126,34 @@ def test_with_unlabeled_marks_and_mixes(digits):
         data.with_unlabeled(digits.x_train[:10], digits.y_train[:10], np.zeros((5, 4, 4, 1)))
     with pytest.raises(ValueError, match="-1 marks unlabeled"):
         data.with_unlabeled(digits.x_train[:2], np.array([-1, 3]), digits.x_train[:2])
+
+
+X6 = np.zeros((4, 6), "float32")
+
+
+@pytest.mark.parametrize("x,y,message", [
+    (X6[:0], None, r"^fit: x is empty \(0 samples\)"),
+    (X6[:, :5], None, r"^fit: inputs of shape \(5,\) do not match the models' input shape \(6,\)"),
+    (X6 + np.inf, None, r"^fit: x has NaN or infinite values in 4 sample\(s\)"),
+    (X6, np.array(["a", "b", "c", "d"]), r"^fit: y holds <U1 values"),
+    (X6, np.zeros(3, int), r"^fit: x has 4 samples but y has 3"),
+    (X6, np.zeros((4, 2), int), r"^fit: integer labels must have shape \(N,\) or \(N, 1\)"),
+    (X6, np.array([0, 1, 2, 4]), r"^fit: labels must be class indices in \[0, 3\] .* 0 to 4\."),
+    (X6, np.array([0, -2, 1, 1]), r"found values from -2 to 1\. The student has 4 outputs"),
+    (X6, np.array([0.0, np.nan, 1, 1]), r"^fit: y has NaN or infinite values"),
+    (X6, np.array([0.0, 0.5, 1, 1]), r"^fit: labels must be class indices"),
+    (X6, np.zeros((4, 3), "float32"), r"^fit: one-hot labels have 3 columns but the student has 4"),
+])
+def test_check_training_arrays_names_the_problem(x, y, message):
+    with pytest.raises(ValueError, match=message):
+        data.check_training_arrays(x, y, dense_model(4, 0, "m"), "fit")
+
+
+def test_check_training_arrays_accepts_good_data_and_leaves_streams_to_keras():
+    model = dense_model(4, 0, "m")
+    for y in (None, np.array([0, 3, -1, 2]), np.array([[1], [2], [0], [3]]),
+              np.eye(4, dtype="float32"), np.array([0.0, 1.0, 2.0, -1.0]),
+              {"labels": np.zeros(4)}):
+        assert data.check_training_arrays(X6, y, model, "fit") is None
+    # Not NumPy inputs: not checked here, even when obviously wrong.
+    assert data.check_training_arrays([[np.nan]], np.array(["a"]), model, "fit") is None

@@ -1,31 +1,16 @@
 """The Distiller: loss values, what it trains, Keras integration, saving, and its errors."""
 
 import os
+from typing import ClassVar
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import agreement
+from helpers import agreement, dense_model, np_kl, np_log_softmax
 
 from keras_distill import Distiller, losses
 from keras_distill.presets import student_cnn, student_mlp
-
-
-def np_log_softmax(z):
-    z = z - z.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
-def dense_model(units, seed, name, inputs=6, softmax=False):
-    """A deterministic one-layer model (no dropout, no BN: training mode changes nothing)."""
-    model = keras.Sequential([
-        keras.Input((inputs,)),
-        keras.layers.Dense(units, activation="softmax" if softmax else None, name="out",
-                           kernel_initializer=keras.initializers.RandomNormal(seed=seed),
-                           bias_initializer=keras.initializers.RandomNormal(seed=seed + 1)),
-    ], name=name)
-    return model
 
 
 @pytest.fixture
@@ -39,9 +24,7 @@ def small():
 def hand_loss(teacher_logits, student_logits, y, alpha, temperature, weights=None):
     w = np.ones(len(y)) if weights is None else weights
     ce = -np_log_softmax(student_logits)[np.arange(len(y)), y]
-    lt, ls = np_log_softmax(teacher_logits / temperature), np_log_softmax(
-        student_logits / temperature)
-    kl = (np.exp(lt) * (lt - ls)).sum(-1) * temperature**2
+    kl = np_kl(teacher_logits, student_logits, temperature)
     student = (w * ce).sum() / len(y)
     distill = (w * kl).sum() / len(y)
     return alpha * student + (1 - alpha) * distill, student, distill
@@ -248,7 +231,7 @@ def test_decoupled_kd_uses_the_true_labels(small):
 
 
 class _Counting(keras.layers.Layer):
-    calls = {}
+    calls: ClassVar[dict] = {}
 
     def call(self, x):
         _Counting.calls[self.name] = _Counting.calls.get(self.name, 0) + 1

@@ -18,6 +18,7 @@ import uuid
 
 import numpy as np
 import pytest
+from helpers import np_kl
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -60,17 +61,6 @@ def logit_pairs(draw, bound=1e4, dyadic=False, min_classes=2):
 
 def _np(x):
     return np.asarray(x, dtype="float64")
-
-
-def _kl_reference(t, s, temperature):
-    """T² · KL(softmax(t/T) ‖ softmax(s/T)) in float64 NumPy."""
-    def log_softmax(z):
-        z = _np(z) / temperature
-        z = z - z.max(-1, keepdims=True)
-        return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-    lt, ls = log_softmax(t), log_softmax(s)
-    return (np.exp(lt) * (lt - ls)).sum(-1) * temperature ** 2
 
 
 def _labels_for(t, data):
@@ -181,7 +171,7 @@ def test_t_squared_scaling(pair, temperature):
 def test_kl_matches_float64_reference(pair, temperature):
     t, s = pair
     np.testing.assert_allclose(losses.soft_target_kl(t, s, temperature),
-                               _kl_reference(t, s, temperature), rtol=1e-3,
+                               np_kl(_np(t), _np(s), temperature), rtol=1e-3,
                                atol=1e-4 * temperature ** 2)
 
 

@@ -4,11 +4,12 @@ import os
 import subprocess
 import sys
 import textwrap
+from typing import ClassVar
 
 import keras
 import numpy as np
 import pytest
-from helpers import agreement
+from helpers import agreement, dense_model
 
 from keras_distill import Distiller
 from keras_distill.presets import student_mlp, teacher_cnn
@@ -26,14 +27,6 @@ def np_softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-def dense(units, seed, softmax=False, inputs=6):
-    return keras.Sequential([
-        keras.Input((inputs,)),
-        keras.layers.Dense(units, activation="softmax" if softmax else None,
-                           kernel_initializer=keras.initializers.RandomNormal(seed=seed)),
-    ])
-
-
 class _Softmax(keras.layers.Layer):
     def call(self, x):
         return keras.ops.softmax(x)
@@ -45,7 +38,8 @@ def x6():
 
 
 def test_ensemble_averages_probabilities_by_weight(x6):
-    a, b, c = dense(4, 1), dense(4, 2, softmax=True), keras.Sequential([dense(4, 3), _Softmax()])
+    a, b = dense_model(4, 1, "a"), dense_model(4, 2, "b", softmax=True)
+    c = keras.Sequential([dense_model(4, 3, "c_logits"), _Softmax()], name="c")
     ens = Ensemble([a, b, c], weights=[1, 2, 1])
     za = a.predict(x6, verbose=0)
     pb, pc = b.predict(x6, verbose=0), c.predict(x6, verbose=0)
@@ -55,7 +49,7 @@ def test_ensemble_averages_probabilities_by_weight(x6):
 
 
 def test_ensemble_averages_logits(x6):
-    a, b = dense(4, 1), dense(4, 2, softmax=True)
+    a, b = dense_model(4, 1, "a"), dense_model(4, 2, "b", softmax=True)
     ens = Ensemble([a, b], weights=[3, 1], average="logits")
     expected = (3 * a.predict(x6, verbose=0) + np.log(b.predict(x6, verbose=0))) / 4
     np.testing.assert_allclose(ens.predict(x6, verbose=0), expected, rtol=1e-5, atol=1e-5)
@@ -74,11 +68,11 @@ def test_ensemble_is_a_keras_model_that_evaluates(digits, trained_teacher):
 
 def test_ensemble_rejects_bad_arguments(x6):
     with pytest.raises(ValueError, match="one per member"):
-        Ensemble([dense(4, 1), dense(4, 2)], weights=[1])
+        Ensemble([dense_model(4, 1, "a"), dense_model(4, 2, "b")], weights=[1])
     with pytest.raises(ValueError, match="'probabilities' or 'logits'"):
-        Ensemble([dense(4, 1)], average="mean")
+        Ensemble([dense_model(4, 1, "a")], average="mean")
     with pytest.raises(ValueError, match="disagree on the output shape"):
-        Ensemble([dense(4, 1), dense(3, 2)])
+        Ensemble([dense_model(4, 1, "a"), dense_model(3, 2, "b")])
 
 
 def test_distiller_with_a_list_of_teachers_and_save_load(tmp_path, digits, trained_teacher):
@@ -211,7 +205,7 @@ def test_labels_below_zero_are_unlabeled(digits, trained_teacher):
 
 
 class _Recorder(keras.layers.Layer):
-    seen = {}
+    seen: ClassVar[dict] = {}
 
     def call(self, x):
         if not isinstance(x, keras.KerasTensor):  # record real batches, not symbolic ones
@@ -229,7 +223,8 @@ def recording(model, name):
 
 @pytest.mark.parametrize("kind", ["augment", "mixup"])
 def test_teacher_and_student_see_the_same_augmented_inputs(kind, x6):
-    teacher, student = recording(dense(4, 1), "t_rec"), recording(dense(4, 2), "s_rec")
+    teacher, student = (recording(dense_model(4, 1, "t"), "t_rec"),
+                        recording(dense_model(4, 2, "s"), "s_rec"))
     kwargs = ({"augment": lambda x: x + 1.0} if kind == "augment" else {"mixup": 0.4})
     d = Distiller(teacher, student, **kwargs)
     d.compile("sgd", run_eagerly=True)
