@@ -255,12 +255,24 @@ def test_unwritable_destinations_name_the_path_and_the_fix(tmp_path):
     assert _listing(tmp_path) == before
 
 
-def test_mirrors_the_export_writer(tmp_path):
-    """Same temporary-file naming and final mode as keras_distill.export's writer, so export
-    can switch to this one."""
-    from keras_distill import export as export_module
+def test_write_files_writes_all_or_none(tmp_path, monkeypatch):
+    """The export's writer of an artifact's files (a micro .h and .cc): a failure on the second
+    file removes the first, and leaves the earlier version of each untouched."""
+    (tmp_path / "m_model_data.cc").write_bytes(b"old cc")
+    before = _listing(tmp_path)
+    failing_writes(monkeypatch, tmp_path, enospc(), limit=10, only="model_data.cc")
+    with pytest.raises(OSError, match="No space left"):
+        kio.write_files(tmp_path, {"m_model_data.h": b"new header", "m_model_data.cc": b"x" * 99})
+    assert _listing(tmp_path) == before
+    assert (tmp_path / "m_model_data.cc").read_bytes() == b"old cc"
+    monkeypatch.undo()
+    assert kio.write_files(tmp_path, {"a.bin": b"1", "b.bin": b"2"}) == ["a.bin", "b.bin"]
+    assert (tmp_path / "b.bin").read_bytes() == b"2"
 
-    export_module._atomic_write(tmp_path / "a", b"data")
-    kio.atomic_write_bytes(tmp_path / "b", b"data")
-    assert (tmp_path / "a").stat().st_mode == (tmp_path / "b").stat().st_mode
-    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes()
+
+def test_output_folder_is_created_or_names_the_fix(tmp_path):
+    assert kio.output_folder(tmp_path / "new" / "out") == str(tmp_path / "new" / "out")
+    (tmp_path / "file").write_text("a regular file")
+    with pytest.raises(OSError, match=r"cannot write to out_dir=.*pass a writable folder as "
+                                      r"out_dir \(--out-dir on the command line\)"):
+        kio.output_folder(tmp_path / "file" / "out")

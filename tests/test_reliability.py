@@ -421,7 +421,7 @@ def test_output_folder_not_writable(where, models, digits, tmp_path):
 
 def test_ctrl_c_in_the_onnx_stage_keeps_earlier_artifacts(models, digits, tmp_path,
                                                           monkeypatch):
-    from keras_distill.evaluate import evaluate_artifact
+    from keras_distill.verify import evaluate_artifact
     from keras_distill.export import onnx as onnx_export
 
     model, out_dir = models[2], tmp_path / "out"
@@ -513,13 +513,11 @@ def test_full_disk_error_names_the_file_and_the_fix(models, tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("writer", ["io.atomic_write_bytes", "io.atomic_write_text",
-                                    "export._atomic_write"])
+                                    "io.write_files"])
 def test_full_disk_with_each_writer(writer, tmp_path, monkeypatch):
-    from keras_distill import export as export_module
-
     write = {"io.atomic_write_bytes": lambda p: kio.atomic_write_bytes(p, b"x" * 4096),
              "io.atomic_write_text": lambda p: kio.atomic_write_text(p, "x" * 4096),
-             "export._atomic_write": lambda p: export_module._atomic_write(p, b"x" * 4096)}
+             "io.write_files": lambda p: kio.write_files(p.parent, {p.name: b"x" * 4096})}
     path = tmp_path / "manifest.json"
     path.write_text('{"old": true}')
     before = _listing(tmp_path)
