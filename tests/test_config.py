@@ -296,11 +296,12 @@ loss_weights = [1, 0.5, 1]
 
 
 def test_losses_from_config_build_the_loss_objects(tmp_path):
-    from keras_distill import losses, pipeline
+    from keras_distill import losses
+    from keras_distill.pipeline.models import losses_of
 
     cfg = load(write(tmp_path, 'losses = ["kl", {name = "feature_hint", teacher_layer = "relu3",'
                                ' student_layer = "conv2"}, {name = "decoupled_kd", beta = 4}]\n'))
-    built = pipeline._losses(cfg)
+    built = losses_of(cfg)
     assert [type(x) for x in built] == [losses.SoftTargetKL, losses.FeatureHint,
                                         losses.DecoupledKD]
     assert (built[1].teacher_layer, built[1].student_layer) == ("relu3", "conv2")
