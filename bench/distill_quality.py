@@ -108,7 +108,7 @@ def section_teachers(data, seed, args, results, make_student):
 
 def section_students(data, seed, args, results, make_student):
     from keras_distill import students
-    from keras_distill.quantize import prune, quantize_aware, sparsity_report, strip_pruning
+    from keras_distill.compress import prune, quantize_aware, sparsity_report, strip_pruning
 
     teacher = train_teacher(data, seed)
 
