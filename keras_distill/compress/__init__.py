@@ -2,9 +2,12 @@
 
 - :mod:`keras_distill.compress.qat`: fake-quant layers (``FakeQuant``, ``QuantizedDense``,
   ``QuantizedConv2D``, ``QuantizedDepthwiseConv2D``), ``quantize_aware`` (with
-  BatchNormalization folding), ``calibrate``, ``is_quantize_aware``.
+  BatchNormalization folding), ``calibrate``, ``is_quantize_aware``. The layers themselves
+  are defined in :mod:`keras_distill.compress.fake_quant`.
 - :mod:`keras_distill.compress.prune`: ``PruningCallback``, ``prune``, ``keep_sparsity``,
-  ``strip_pruning``, ``SparsityReport``, ``sparsity_report``, ``gzip_size``.
+  ``strip_pruning``, ``SparsityReport``, ``sparsity_report``, ``gzip_size``. (The attribute
+  ``keras_distill.compress.prune`` is the function; ``from keras_distill.compress.prune
+  import ...`` reaches the module.)
 
 Importing this package registers the QAT layers with Keras, so ``.keras`` files that hold
 them load without ``custom_objects``.

@@ -194,7 +194,7 @@ class _LayerPlan:
 class _QuantizationPlan:
     """The layers that become ``Quantized*`` (name -> plan) and the layers they absorb."""
 
-    layers: dict = dataclasses.field(default_factory=dict)
+    quantized: dict = dataclasses.field(default_factory=dict)
     absorbed: set = dataclasses.field(default_factory=set)
 
 
@@ -266,7 +266,7 @@ def _plan_quantization(functional, fold_batchnorm) -> _QuantizationPlan:
         layer = functional.get_layer(node.name)
         if node.calls == 1 and _becomes_quantized(layer):
             layer_plan = _plan_layer(layer, sole_consumers, fold_batchnorm)
-            plan.layers[node.name] = layer_plan
+            plan.quantized[node.name] = layer_plan
             plan.absorbed.update(layer_plan.absorbed_layers)
     return plan
 
@@ -288,7 +288,7 @@ class _QuantizedCloner:
         return keras.Model(cloned.input, cloned.output, name=name)
 
     def clone_layer(self, layer):
-        layer_plan = self.plan.layers.get(layer.name)
+        layer_plan = self.plan.quantized.get(layer.name)
         if layer_plan is None:
             return layer.__class__.from_config(layer.get_config())
         config = layer.get_config()
@@ -306,7 +306,7 @@ class _QuantizedCloner:
             return args[0]
         args, kwargs = keras.tree.map_structure(self._quantize_model_input, (args, kwargs))
         out = layer(*args, **kwargs)
-        layer_plan = self.plan.layers.get(layer.name)
+        layer_plan = self.plan.quantized.get(layer.name)
         if layer_plan is not None and layer_plan.separate_activation is not None:
             out = layers.Activation(layer_plan.separate_activation,
                                     name=self._unique_name(f"{layer.name}_activation"))(out)
@@ -345,7 +345,7 @@ def _copy_weights(functional, qat, plan: _QuantizationPlan):
         if isinstance(layer, layers.InputLayer) or layer.name in plan.absorbed:
             continue
         new = qat.get_layer(layer.name)
-        layer_plan = plan.layers.get(layer.name)
+        layer_plan = plan.quantized.get(layer.name)
         if layer_plan is None:
             new.set_weights(layer.get_weights())
             continue
