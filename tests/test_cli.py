@@ -142,7 +142,8 @@ def test_output_folder_that_cannot_be_created(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
     code, out, err = main(["run", "--out-dir", tmp_path / "file" / "out", "--quiet"], capsys)
     assert code == 1 and out == "" and err.count("\n") == 1
-    assert f"cannot create the output folder {tmp_path / 'file' / 'out'}" in err
+    assert f"cannot write to out_dir={str(tmp_path / 'file' / 'out')!r}" in err
+    assert "pass a writable folder as out_dir (--out-dir on the command line)" in err
 
 
 def test_lambda_layers_are_refused_in_safe_mode(tmp_path, capsys):

@@ -94,15 +94,11 @@ def compile_supervised(model, learning_rate):
 
 
 def losses_of(cfg):
+    """The distillation losses of the ``losses`` key, as loss objects."""
     from keras_distill import losses
 
-    out = []
-    for spec in cfg["losses"]:
-        args = {k: v for k, v in spec.items() if k != "name"}
-        cls = losses.FeatureHint if spec["name"] == "feature_hint" else losses.ALIASES[
-            spec["name"]]
-        out.append(cls(**args))
-    return out
+    return [losses.ALIASES[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
+            for spec in cfg["losses"]]
 
 
 def make_distiller(cfg, teacher, student):
