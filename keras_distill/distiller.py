@@ -20,9 +20,14 @@ TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 _NONFINITE_TAG = "keras_distill non-finite loss"
 
 
-def _is_softmax_output(model):
-    """True when the model visibly ends in a softmax (or declares probability outputs)."""
-    return bool(teachers_lib.outputs_probabilities(model))
+def _one_hot(y, logits):
+    """Whether labels ``y`` are one-hot rows for ``logits`` (else class indices)."""
+    return (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
+            and logits.shape[-1] != 1)
+
+
+def _flat_weights(sample_weight):
+    return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
 
 
 _FROM_LOGITS = {
@@ -198,7 +203,7 @@ class Distiller(keras.Model):
         if teacher is not None:
             self._check_models(teacher, student)
             teacher.trainable = False
-        elif _is_softmax_output(student):
+        elif teachers_lib.outputs_probabilities(student):
             self._check_models(student, student)  # raises the softmax error
         self.teacher = teacher
         self.student = student
@@ -206,7 +211,8 @@ class Distiller(keras.Model):
         # Whether the teacher outputs probabilities: -1 undecided, 0 logits, 1 probabilities.
         # A variable, so that "auto" is decided once, inside the compiled step, and saved.
         kind = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
-        if teacher_outputs == "auto" and teacher is not None and _is_softmax_output(teacher):
+        if teacher_outputs == "auto" and teacher is not None and \
+                teachers_lib.outputs_probabilities(teacher):
             kind = 1
         self._teacher_kind = keras.Variable(kind, dtype="int32", trainable=False,
                                             name="teacher_output_kind",
@@ -242,7 +248,7 @@ class Distiller(keras.Model):
                 f"teacher and student disagree on the outputs: teacher output shape {t_out}, "
                 f"student output shape {s_out}. Give the student one logit per teacher class."
             )
-        if _is_softmax_output(student):
+        if teachers_lib.outputs_probabilities(student):
             raise ValueError(
                 f"The student {student.name!r} ends in a softmax, but distillation needs its "
                 "logits. Remove the softmax from its last layer (e.g. Dense(n) instead of "
@@ -347,23 +353,19 @@ class Distiller(keras.Model):
     @staticmethod
     def _labeled_mask(y, logits, sample_weight):
         """For integer labels, weight 0 where the label is < 0 (unlabeled); else unchanged."""
-        sparse = not (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
-                      and logits.shape[-1] != 1)
-        if not sparse or "int" not in str(y.dtype):
+        if _one_hot(y, logits) or "int" not in str(y.dtype):
             return y, sample_weight
         flat = ops.reshape(y, (-1,))
         mask = ops.cast(flat >= 0, "float32")
         if sample_weight is not None:
-            mask = mask * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+            mask = mask * _flat_weights(sample_weight)
         return ops.reshape(ops.maximum(y, 0), ops.shape(y)), mask
 
     def _student_loss(self, y, logits, sample_weight):
         y, sample_weight = self._labeled_mask(y, logits, sample_weight)
         fn = self.student_loss_fn
         if fn is None:
-            one_hot = (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
-                       and logits.shape[-1] != 1)
-            fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if one_hot
+            fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if _one_hot(y, logits)
                   else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         if isinstance(fn, keras.losses.Loss):
             value = fn(y, logits, sample_weight=sample_weight)
@@ -376,7 +378,7 @@ class Distiller(keras.Model):
             return value
         per_sample = ops.cast(fn(y, logits), "float32")  # a plain function of (y, logits)
         if sample_weight is not None:
-            per_sample = per_sample * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+            per_sample = per_sample * _flat_weights(sample_weight)
         return ops.sum(per_sample) / ops.cast(ops.shape(logits)[0], "float32")
 
     def _terms(self, x, y, sample_weight, training, cached=None, mix=None):
@@ -386,7 +388,7 @@ class Distiller(keras.Model):
         s32 = ops.cast(s_logits, "float32")
         weights = None
         if sample_weight is not None:
-            weights = ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+            weights = _flat_weights(sample_weight)
         batch = ops.cast(ops.shape(s32)[0], "float32")
 
         terms, feat_i = [], 0

@@ -446,7 +446,8 @@ def repeated_runs(model, nodes, inputs, outputs):
         into ``nodes``.
 
     Example:
-        >>> model = keras.Sequential([keras.Input((4,))] + [keras.layers.Dense(4) for _ in range(3)])
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4),
+        ...                           keras.layers.Dense(4), keras.layers.Dense(4)])
         >>> nodes, inputs, outputs, _ = read_graph(model)
         >>> repeated_runs(model, nodes, inputs, outputs)
         [[[0], [1], [2]]]

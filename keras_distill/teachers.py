@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_distill.graph import model_shape
 from keras_distill.registry import ENSEMBLE_AVERAGES
 
 TEACHER_OUTPUTS_KEY = "teacher_outputs"
@@ -115,7 +116,8 @@ class Ensemble(keras.Model):
                     "member_outputs must be 'auto' or a list with 'logits' or 'probabilities' "
                     f"for each of the {len(members)} members; got {member_outputs!r}.")
             kinds = [k == "probabilities" for k in member_outputs]
-        shapes = {tuple(m.output_shape[1:]) for m in members if _has_shape(m)}
+        shapes = {shape[1:] for shape in (model_shape(m, "output_shape") for m in members)
+                  if shape is not None}
         if len(shapes) > 1:
             raise ValueError(f"Ensemble members disagree on the output shape: {sorted(shapes)}.")
         for m in members:
@@ -162,13 +164,6 @@ class Ensemble(keras.Model):
         config = dict(config)
         config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
         return cls(**config)
-
-
-def _has_shape(model):
-    try:
-        return model.output_shape is not None
-    except (AttributeError, ValueError, RuntimeError):
-        return False
 
 
 # ------------------------------------------------------------------------------------------
