@@ -24,7 +24,6 @@ import keras
 from keras import layers
 
 from keras_distill.graph import (
-    consumers,
     is_sequential,
     model_config,
     read_graph,
@@ -44,10 +43,6 @@ __all__ = [
 ]
 
 _WIDTH_KEYS = ("filters", "units")
-
-# quantize.py reads graphs through these names until it imports keras_distill.graph.
-_read_graph = read_graph
-_consumers = consumers
 
 
 def _kept_repetitions(depth, reps: int) -> int:
