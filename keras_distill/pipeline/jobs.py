@@ -59,6 +59,15 @@ def _log_fn(log):
     return log if log is not None else (lambda message: print(message, flush=True))
 
 
+def _start(cfg, log):
+    """What every job begins with: its log function, the output folder and the data."""
+    log = _log_fn(log)
+    out_dir = io.output_folder(cfg["out_dir"])
+    data = load_data(cfg)
+    log(f"Data: {data.summary()}.")
+    return log, out_dir, data
+
+
 @dataclasses.dataclass
 class _Trained:
     """The models of a run, trained and measured."""
@@ -306,10 +315,7 @@ def distill(cfg, *, log=None, on_stage=None):
     """
     import keras
 
-    log = _log_fn(log)
-    out_dir = io.output_folder(cfg["out_dir"])
-    data = load_data(cfg)
-    log(f"Data: {data.summary()}.")
+    log, out_dir, data = _start(cfg, log)
     ctx = Context(cfg, data, out_dir, log, Checkpoints.disabled(out_dir), on_stage)
     keras.utils.set_random_seed(cfg["seed"])
     built = build_teachers(cfg, data)
@@ -360,10 +366,7 @@ def export(cfg, model_path, *, name=None, log=None):
     Returns:
         :class:`ExportResult`.
     """
-    log = _log_fn(log)
-    out_dir = io.output_folder(cfg["out_dir"])
-    data = load_data(cfg)
-    log(f"Data: {data.summary()}.")
+    log, out_dir, data = _start(cfg, log)
     model = load_model(model_path, safe_mode=cfg["safe_mode"])
     check_fits_data(model, data, "model")
     if name is None:
