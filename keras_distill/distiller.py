@@ -10,6 +10,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_distill import guard
 from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
 from keras_distill import teachers as teachers_lib
@@ -17,7 +18,6 @@ from keras_distill.data import check_training_arrays
 from keras_distill.graph import model_shape, shapes_compatible
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
-_NONFINITE_TAG = "keras_distill non-finite loss"
 
 
 def _one_hot(y, logits):
@@ -28,23 +28,6 @@ def _one_hot(y, logits):
 
 def _flat_weights(sample_weight):
     return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-
-
-_FROM_LOGITS = {
-    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
-    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
-    "binary_crossentropy": keras.losses.BinaryCrossentropy,
-}
-
-
-def _student_loss_from(loss):
-    """The student's label loss: None (default), or a Keras loss; cross-entropy by name is
-    taken from logits, because the student outputs logits."""
-    if loss is None:
-        return None
-    if isinstance(loss, str) and loss in _FROM_LOGITS:
-        return _FROM_LOGITS[loss](from_logits=True)
-    return keras.losses.get(loss)
 
 
 def _keras_and_file_teacher(teacher, teacher_weights, teacher_average):
@@ -169,8 +152,10 @@ class Distiller(keras.Model):
         super().__init__(**kwargs)
         teacher, file_teacher = _keras_and_file_teacher(teacher, teacher_weights,
                                                         teacher_average)
-        # A teacher that only gives outputs (a file, or none): kept out of Keras tracking.
+        # A teacher that only gives outputs (a file, or none), and the non-finite guard's
+        # state: kept out of Keras tracking.
         object.__setattr__(self, "file_teacher", file_teacher)
+        object.__setattr__(self, "_guard", guard.Guard())
         if not isinstance(student, keras.Model):
             raise ValueError(  # noqa: TRY004 (a ValueError, as for every other argument)
                 f"student must be a keras.Model; got {type(student).__name__}.")
@@ -293,7 +278,7 @@ class Distiller(keras.Model):
                 "constructor: Distiller(teacher, student, losses=[...], loss_weights=[...])."
             )
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
-        self.student_loss_fn = _student_loss_from(loss)
+        self.student_loss_fn = losses_lib.student_label_loss(loss)
         self._compile_config.config["loss"] = loss
         self._trackers = {
             name: keras.metrics.Mean(name=name)
@@ -425,20 +410,6 @@ class Distiller(keras.Model):
         named.update(distillation_loss=distill, loss=total)
         return s_logits, named
 
-    def _check_finite(self, named):
-        """Checks that stop the step when a term is NaN or infinite (components first)."""
-        import tensorflow as tf
-
-        return [
-            tf.debugging.assert_all_finite(
-                value,
-                f"{_NONFINITE_TAG}: the {name!r} term became NaN or infinite. Lower the "
-                "learning rate, check the data for NaN/inf values, or check the teacher's "
-                "outputs (use teacher_outputs='probabilities' if it ends in softmax).",
-            )
-            for name, value in named.items()
-        ]
-
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics on the student's predictions and the true labels.
 
@@ -504,10 +475,9 @@ class Distiller(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(named["loss"] / replicas)
         grads = tape.gradient(scaled, variables)
-        # The checks run before the update: a non-finite step never reaches the weights.
-        with tf.control_dependencies(self._check_finite(named)):
-            grads = [None if g is None else tf.identity(g) for g in grads]
-        self.optimizer.apply_gradients(zip(grads, variables))
+        # Loss terms and gradients are checked before the update (keras_distill.guard): a
+        # non-finite step never reaches the weights.
+        guard.guarded_apply(self._guard, self.optimizer, named, grads, variables)
         return self._update(named, y, y_pred, sample_weight)
 
     def test_step(self, data):
@@ -535,8 +505,8 @@ class Distiller(keras.Model):
                 the teacher's weights and the data (a stale cache is never reused).
             teacher_batch_size: batch size of the teacher's one pass.
 
-        A term that becomes NaN or infinite stops training with a ``FloatingPointError`` naming
-        the term.
+        A loss term or gradient that becomes NaN or infinite stops training with a
+        ``FloatingPointError`` naming it; that step is not applied (``keras_distill.guard``).
         """
         import tensorflow as tf
 
@@ -553,15 +523,14 @@ class Distiller(keras.Model):
             raise ValueError(
                 "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
                 "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
+        callbacks = [guard.StopOnNonFinite(self._guard), *(kwargs.pop("callbacks", None) or [])]
         try:
-            return super().fit(x, y, *args, **kwargs)
+            return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
-            message = str(getattr(err, "message", err))
-            if _NONFINITE_TAG in message:
-                start = message.index(_NONFINITE_TAG) + len(_NONFINITE_TAG) + 2
-                detail = message[start:].split("\n")[0].split(" : Tensor")[0]
-                raise FloatingPointError(f"Distillation stopped: {detail}") from None
-            raise
+            stopped = guard.error_from(err)
+            if stopped is None:
+                raise
+            raise stopped from None
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""

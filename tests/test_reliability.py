@@ -212,6 +212,51 @@ def test_bad_training_data(row, models, digits, tmp_path):
     assert _listing(tmp_path) == before_files
 
 
+_NAN_STEP = textwrap.dedent("""
+    import json
+    import numpy as np, keras, tensorflow as tf
+    from keras_distill import Distiller
+
+    def mlp(name):
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu",
+                                 name="hidden"), keras.layers.Dense(4, name="logits")], name=name)
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 4, 64)
+    x[0] = np.nan  # one NaN pixel in the first streamed batch
+    for jit_compile in (False, True):
+        keras.utils.set_random_seed(0)
+        teacher, student = mlp("t"), mlp("s")
+        distiller = Distiller(teacher, student)
+        distiller.compile(keras.optimizers.Adam(1e-2), jit_compile=jit_compile)
+        before = [w.copy() for w in student.get_weights()]
+        try:
+            distiller.fit(tf.data.Dataset.from_tensor_slices((x, y)).batch(16), verbose=0)
+            error = None
+        except FloatingPointError as exc:
+            error = str(exc)
+        print(json.dumps({"jit_compile": jit_compile, "error": error, "unchanged": all(
+            np.array_equal(a, b) for a, b in zip(before, student.get_weights()))}))
+""")
+
+
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_a_nan_in_a_streamed_batch_never_reaches_the_weights(onednn):
+    """On both CPU-kernel settings (oneDNN makes ReLU(NaN) 0, so the loss can stay finite while
+    a gradient is NaN), compiled as a graph and with XLA (which drops tf.debugging assertions):
+    the step is not applied and fit stops with a FloatingPointError that names the cause."""
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": onednn, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = subprocess.run([sys.executable, "-c", _NAN_STEP], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    results = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["jit_compile"] for r in results] == [False, True]
+    for r in results:
+        assert r["unchanged"], f"a NaN step reached the weights (jit_compile={r['jit_compile']})"
+        assert r["error"] is not None and "became NaN or infinite" in r["error"], r
+        assert "check the data for NaN/inf" in r["error"], r
+
+
 MODEL_ROWS = {
     "teacher and student disagree on classes": (
         lambda t, d: (t, _mlp(d.input_shape, 7)), {},
