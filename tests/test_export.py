@@ -14,9 +14,8 @@ import sys
 import keras
 import numpy as np
 import pytest
-from keras import layers
-
 from helpers import ALL_MODES
+from keras import layers
 
 from keras_distill.export import VerificationError, export, micro, tflite
 from keras_distill.export import onnx as onnx_export

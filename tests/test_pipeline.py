@@ -179,7 +179,7 @@ def test_micro_records_what_a_microcontroller_build_needs(pruned_qat):
 def test_table_shows_gzip_and_ptq_and_qat_rows_side_by_side(pruned_qat):
     from keras_distill import report
 
-    result, out, _, _ = pruned_qat
+    result, _, _, _ = pruned_qat
     arts = {a["file"]: a for a in result.manifest["artifacts"]}
     assert "gzip KiB" in result.table().splitlines()[0]
     rows = {r.name: r for r in result.rows}
