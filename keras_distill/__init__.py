@@ -26,7 +26,7 @@ _SUBMODULES = {"losses", "data", "presets", "distiller", "export", "verify", "st
                # deprecated names (modules that moved): keras_distill.compress, .verify
                "quantize", "evaluate"}
 
-__all__ = ["__version__", *_EXPORTS, *sorted(_SUBMODULES)]
+__all__ = ["__version__", *_EXPORTS, *sorted(_SUBMODULES)]  # noqa: PLE0604 (all str)
 
 
 def __getattr__(name):

@@ -6,7 +6,7 @@
 
 import warnings
 
-from keras_distill.verify import *  # noqa: F403
+from keras_distill.verify import *
 
 warnings.warn("keras_distill.evaluate is now keras_distill.verify; import from there.",
               DeprecationWarning, stacklevel=2)
