@@ -49,11 +49,11 @@ def convert(model, *, opset=DEFAULT_OPSET):
     import tensorflow as tf
     import tf2onnx
 
-    from keras_distill.export.tflite import _input_name, input_spec
+    from keras_distill.export.tflite import input_name, input_spec
 
     check_opset(opset)
     shape, dtype = input_spec(model)
-    signature = [tf.TensorSpec((None, *shape), dtype, name=_input_name(model))]
+    signature = [tf.TensorSpec((None, *shape), dtype, name=input_name(model))]
 
     @tf.function(input_signature=signature)
     def serve(x):

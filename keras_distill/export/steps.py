@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_distill import io
 from keras_distill.export.artifacts import Artifact, VerificationError
+from keras_distill.verify import verify_file
 
 #: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
 FLOAT32_TOLERANCE = 1e-4
@@ -128,8 +129,6 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
 
 def _verify(record, subject, model_bytes, out_dir, verification):
     """Run the file just written, once; record metrics and what a deployment needs."""
-    from keras_distill.verify import verify_file
-
     arena = record.details.get("arena", {}).get("arena_size")
     result, on_disk = verify_file(os.path.join(out_dir, record.path), verification.x,
                                   verification.y, subject.keras_outputs,

@@ -18,28 +18,17 @@ import re
 
 import numpy as np
 
-#: Quantization modes understood by :func:`convert`, in the order artifacts are produced.
-QUANTIZATION_MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
-#: Modes that need calibration data (unless the model is quantization-aware).
-CALIBRATED_MODES = ("int8", "int16x8")
+# The flatbuffer readers live with the runtimes; re-exported here, where they were first.
+from keras_distill.verify.litert import (  # noqa: F401
+    UnsupportedOpError,
+    detect_quantization,
+    io_details,
+    layer_for_tensor,
+    list_ops,
+)
+from keras_distill.registry import CALIBRATED_MODES, QUANTIZATION_MODES
 
 _FLOAT_FALLBACK = "use quantization 'dynamic' or 'float16' for this model, or replace the layer"
-
-
-class UnsupportedOpError(ValueError):
-    """An op cannot run in the requested quantization mode or runtime.
-
-    Attributes:
-        op: the op's name (``"SIN"``, ``"GELU"``, ``"Erfinv"``...).
-        layer: the Keras layer it comes from, or ``None`` when it could not be told.
-        mode: the quantization mode or runtime that refused it.
-    """
-
-    def __init__(self, message, *, op=None, layer=None, mode=None):
-        super().__init__(message)
-        self.op = op
-        self.layer = layer
-        self.mode = mode
 
 
 def saved_model(model, path, *, batch_size=None):
@@ -60,7 +49,7 @@ def saved_model(model, path, *, batch_size=None):
     import tensorflow as tf
 
     shape, dtype = input_spec(model)
-    signature = [tf.TensorSpec((batch_size, *shape), dtype, name=_input_name(model))]
+    signature = [tf.TensorSpec((batch_size, *shape), dtype, name=input_name(model))]
     model.export(str(path), format="tf_saved_model", verbose=False, input_signature=signature)
     return path
 
@@ -87,7 +76,7 @@ def input_spec(model):
     return shape, str(inputs[0].dtype)
 
 
-def _input_name(model):
+def input_name(model):
     name = re.sub(r"[^A-Za-z0-9_]", "_", model.inputs[0].name.split(":")[0]) or "input"
     return name
 
@@ -156,72 +145,6 @@ def convert(saved_model_dir, quantization="float32", *, representative_data=None
     return data
 
 
-def list_ops(model_bytes):
-    """The ops of a TFLite flatbuffer, with their tensors.
-
-    Returns:
-        A list of ``{"op": "CONV_2D", "inputs": [tensor...], "outputs": [tensor...]}`` where a
-        tensor is ``{"name", "dtype", "shape"}``.
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=bytes(model_bytes))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-
-    def tensor(i):
-        t = tensors[i]
-        return {"name": t["name"], "dtype": np.dtype(t["dtype"]).name,
-                "shape": [int(d) for d in t["shape"]]}
-
-    ops = []
-    for op in interpreter._get_ops_details():  # the only listing LiteRT's Python API offers
-        ops.append({"op": op["op_name"],
-                    "inputs": [tensor(i) for i in op["inputs"] if i >= 0],
-                    "outputs": [tensor(i) for i in op["outputs"] if i >= 0]})
-    return ops
-
-
-def io_details(model_bytes):
-    """Input and output tensor details of a TFLite flatbuffer.
-
-    Returns:
-        ``{"inputs": [...], "outputs": [...]}``, each entry ``{"name", "dtype", "shape",
-        "scale", "zero_point"}`` (scale 0.0 and zero point 0 for float tensors).
-    """
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=bytes(model_bytes))
-
-    def describe(d):
-        scale, zero_point = d["quantization"]
-        return {"name": d["name"], "dtype": np.dtype(d["dtype"]).name,
-                "shape": [int(x) for x in d["shape_signature"]],
-                "scale": float(scale), "zero_point": int(zero_point)}
-
-    return {"inputs": [describe(d) for d in interpreter.get_input_details()],
-            "outputs": [describe(d) for d in interpreter.get_output_details()]}
-
-
-def detect_quantization(model_bytes):
-    """Guess the quantization mode of a TFLite flatbuffer from its tensor types.
-
-    Returns:
-        One of ``QUANTIZATION_MODES``.
-    """
-    io = io_details(model_bytes)
-    io_types = {t["dtype"] for t in io["inputs"] + io["outputs"]}
-    if "int16" in io_types:
-        return "int16x8"
-    if "int8" in io_types:
-        return "int8"
-    dtypes = {t["dtype"] for op in list_ops(model_bytes) for t in op["inputs"] + op["outputs"]}
-    if "float16" in dtypes:
-        return "float16"
-    if "int8" in dtypes:
-        return "dynamic"
-    return "float32"
-
-
 def check_integer_only(model_bytes, quantization="int8", *, layer_names=(), calibrated=True):
     """Raise unless every op of ``model_bytes`` runs on integer tensors.
 
@@ -258,28 +181,6 @@ def check_integer_only(model_bytes, quantization="int8", *, layer_names=(), cali
         f"Op {op['op']} in layer {layer!r} (tensor {tensor_name!r}) cannot be quantized to "
         f"{quantization}: the converter left it in float{more}. {_FLOAT_FALLBACK}.{hint}",
         op=op["op"], layer=layer, mode=quantization)
-
-
-def layer_for_tensor(tensor_name, layer_names):
-    """The Keras layer that produced a TFLite tensor or MLIR location, from its name.
-
-    TensorFlow names tensors ``functional_1/conv1_1/Relu``: a path of name scopes where each
-    layer name may carry a ``_<n>`` suffix. Fused tensors join several names with ``;``.
-
-    Returns:
-        The layer name, or ``None`` when no scope matches one.
-    """
-    names = set(layer_names)
-    for part in re.split(r"[;@]", tensor_name):
-        scopes = part.split("/")
-        for scope in reversed(scopes[:-1] or scopes):
-            stripped = re.sub(r"_\d+$", "", scope)
-            # Scopes carry a uniquifying suffix more often than not: prefer the stripped name.
-            if stripped != scope and stripped in names:
-                return stripped
-            if scope in names:
-                return scope
-    return None
 
 
 def _describe_converter_error(exc, quantization, layer_names):

@@ -2,8 +2,10 @@
 
 ``keras_distill.export`` verifies every artifact it writes once, here, from the bytes on disk
 (:func:`verify_file`); ``keras-distill evaluate`` runs files a user brings
-(:func:`evaluate_artifact`, :func:`evaluate_folder`). This module imports nothing from
-``keras_distill.export`` at import time.
+(:func:`evaluate_artifact`, :func:`evaluate_folder`). ``litert.py`` reads ``.tflite``
+flatbuffers (ops, tensors, quantization); ``micro.py`` reads a micro ``.cc`` back and probes
+and measures TFLM arenas in child processes. Nothing here imports ``keras_distill.export``:
+the export depends on verification, not the other way round.
 
 Runtimes: LiteRT (``ai_edge_litert``) for ``.tflite``, ONNX Runtime for ``.onnx``, and the
 TensorFlow Lite Micro interpreter (``tflite_micro``) for a ``<name>_model_data.cc`` (the model
@@ -31,6 +33,9 @@ import os
 import time
 
 import numpy as np
+
+from keras_distill.verify.litert import detect_quantization as _tflite_quantization
+from keras_distill.verify.micro import measure_arena, probe_arena, read_c_source
 
 #: File endings :func:`evaluate_folder` picks up, and the format each one is.
 ARTIFACT_SUFFIXES = {".tflite": "tflite", ".onnx": "onnx", "_model_data.cc": "micro"}
@@ -134,7 +139,7 @@ class OnnxRunner(_Runner):
 class MicroRunner(_Runner):
     """A ``.tflite`` flatbuffer in the TensorFlow Lite Micro interpreter.
 
-    ``arena_size`` must be one that allocates (see ``keras_distill.export.micro``): the
+    ``arena_size`` must be one that allocates (see ``keras_distill.verify.micro``): the
     tflite-micro package can crash the process on a too-small arena.
     """
 
@@ -250,8 +255,6 @@ def make_runner(model_bytes, fmt, *, arena_size=None, num_threads=1):
         return OnnxRunner(model_bytes, num_threads=num_threads)
     if fmt == "micro":
         if arena_size is None:
-            from keras_distill.export.micro import measure_arena
-
             arena_size = measure_arena(model_bytes).arena_size
         return MicroRunner(model_bytes, arena_size=arena_size)
     raise ValueError(f"Unknown artifact format {fmt!r}; expected 'tflite', 'onnx' or 'micro'.")
@@ -305,12 +308,8 @@ def _usable_arena(model_bytes, fmt, arena_size, check):
     if fmt != "micro":
         return arena_size
     if arena_size is None:
-        from keras_distill.export.micro import measure_arena
-
         return measure_arena(model_bytes).arena_size
     if check:
-        from keras_distill.export.micro import probe_arena
-
         ok, message = probe_arena(model_bytes, arena_size)
         if not ok:
             raise RuntimeError(f"arena_size={arena_size} does not let TensorFlow Lite Micro "
@@ -347,8 +346,6 @@ def read_artifact(path):
     path = os.fspath(path)
     fmt = artifact_format(path)
     if fmt == "micro":
-        from keras_distill.export.micro import read_c_source
-
         model_bytes, info = read_c_source(path)
         cc_path = path[:-2] + ".cc" if path.endswith(".h") else path
         return fmt, model_bytes, os.path.getsize(cc_path), info["arena_size"]
@@ -368,7 +365,7 @@ def verify_file(path, x, y=None, keras_outputs=None, *, reference_outputs=None,
         reference_outputs: another model's outputs on ``x`` (the teacher's, in a run): its
             agreement is measured in the same pass (``agreement_with_reference``).
         arena_size: the TFLM arena for a micro source (default: the one it records); it must
-            already have been found to work (``keras_distill.export.micro.measure_arena``).
+            already have been found to work (``keras_distill.verify.micro.measure_arena``).
 
     Returns:
         ``(result, model_bytes)``: the metrics of :func:`evaluate_bytes` (with
@@ -420,9 +417,7 @@ def evaluate_artifact(path, x, y=None, reference=None, *, arena_size=None, num_t
 def detect_quantization(model_bytes, fmt):
     """The quantization mode of an artifact's bytes (``"int8"``, ``"float32"``...)."""
     if fmt in ("tflite", "micro"):
-        from keras_distill.export.tflite import detect_quantization as tflite_mode
-
-        return tflite_mode(model_bytes)
+        return _tflite_quantization(model_bytes)
     import onnx
 
     graph = onnx.load_from_string(bytes(model_bytes)).graph
