@@ -18,6 +18,8 @@ import re
 
 import numpy as np
 
+from keras_distill.registry import CALIBRATED_MODES, QUANTIZATION_MODES
+
 # The flatbuffer readers live with the runtimes; re-exported here, where they were first.
 from keras_distill.verify.litert import (  # noqa: F401
     UnsupportedOpError,
@@ -26,7 +28,6 @@ from keras_distill.verify.litert import (  # noqa: F401
     layer_for_tensor,
     list_ops,
 )
-from keras_distill.registry import CALIBRATED_MODES, QUANTIZATION_MODES
 
 _FLOAT_FALLBACK = "use quantization 'dynamic' or 'float16' for this model, or replace the layer"
 
