@@ -318,7 +318,15 @@ for i, value in enumerate(weights):
 np.testing.assert_array_equal(model.predict(data["x"], verbose=0), data["expected"])
 assert "keras_distill.quantize" not in sys.modules, "loaded through the deprecated module"
 print(" ".join(sorted({type(layer).__name__ for layer in model.layers})))
+# last, in the same fresh process (pytest's import hooks would stand between the deprecated
+# module and its importer): the warning points at the importing line, the next one
+import warnings
+warnings.simplefilter("always")
+from keras_distill.quantize import prune, quantize_aware
 """
+#: The line of ``_LOAD_IN_A_FRESH_PROCESS`` that imports the deprecated module.
+_DEPRECATED_IMPORT_LINE = 1 + _LOAD_IN_A_FRESH_PROCESS.splitlines().index(
+    "from keras_distill.quantize import prune, quantize_aware")
 
 
 def test_a_qat_keras_file_loads_after_importing_keras_distill_compress(tmp_path):
@@ -331,6 +339,9 @@ def test_a_qat_keras_file_loads_after_importing_keras_distill_compress(tmp_path)
     classes = done.stdout.splitlines()[-1].split()
     assert classes == ["FakeQuant", "GlobalAveragePooling2D", "InputLayer", "QuantizedConv2D",
                        "QuantizedDense", "QuantizedDepthwiseConv2D"], done.stdout
+    # the deprecated import at the script's end warns at the importing line
+    assert f"<string>:{_DEPRECATED_IMPORT_LINE}: DeprecationWarning: keras_distill.quantize is " \
+        "deprecated" in done.stderr, done.stderr[-3000:]
 
 
 def test_compress_exports_the_names_of_qat_and_prune():
@@ -363,11 +374,3 @@ def test_the_deprecated_quantize_module_warns_and_still_exports_every_name(monke
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         importlib.import_module("keras_distill.quantize")  # imported once: no second warning
-
-
-def test_the_deprecation_warning_points_at_the_importing_line():
-    # in a fresh process: pytest's import hooks would stand between the module and its importer
-    done = _run_python("import warnings\nwarnings.simplefilter('always')\n"
-                       "from keras_distill.quantize import prune, quantize_aware\n")
-    assert "<string>:3: DeprecationWarning: keras_distill.quantize is deprecated" in \
-        done.stderr, done.stderr[-3000:]
