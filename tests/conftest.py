@@ -75,4 +75,3 @@ def exported(student, digits, tmp_path_factory):
                     representative_data=digits.x_train, eval_data=(digits.x_test, digits.y_test),
                     labels=digits.class_names)
     return report, out
-
