@@ -158,15 +158,3 @@ def test_bad_paths_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         ev.evaluate_folder(tmp_path / "missing", np.zeros((1, 8, 8, 1), "float32"))
 
-
-def test_verify_does_not_import_the_export_package():
-    """The export depends on verification, not the other way round: no import cycle."""
-    import subprocess
-    import sys
-
-    code = ("import sys, keras_distill.verify, keras_distill.verify.micro, "
-            "keras_distill.verify.litert; "
-            "print(sorted(m for m in sys.modules if m.startswith('keras_distill.export')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "[]"

@@ -6,13 +6,9 @@ have static shapes). :func:`c_source` renders it as ``<name>_model_data.cc`` / `
     alignas(16) const unsigned char <name>_model_data[] = {0x1c, 0x00, ...};
     const unsigned int <name>_model_data_len = 7064;
 
-:func:`measure_arena` (``keras_distill.verify.micro``) finds the smallest ``arena_size`` with which the real TFLM interpreter
-(``tflite_micro.python.tflite_micro.runtime``) allocates **and** runs the model. The tflite-micro
-Python package *segfaults* on some too-small arenas (a failed tail allocation), so every probe
-runs in a child process; a crash there counts as "too small". The minimum is found to the byte,
-then rounded up to ``granularity`` (1 KiB) and checked again in fresh processes: the reported
-arena works, and the arena minus 1 KiB fails. The host is 64-bit, so pointers and TFLM's
-bookkeeping structs are larger than on a 32-bit MCU: the figure is an upper bound there.
+Its tensor arena is measured by the real TFLM interpreter in child processes
+(:func:`keras_distill.verify.micro.measure_arena`, re-exported here with the other runtime
+functions).
 """
 
 from __future__ import annotations
