@@ -144,7 +144,11 @@ def decoupled_kd(teacher_logits, student_logits, labels=None, alpha=1.0, beta=8.
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     target = ops.one_hot(labels, num_classes, dtype=dtype)
     t = ops.convert_to_tensor(temperature, dtype=dtype)
+    # Each row shifted by its max (log-probabilities do not change): the binary terms below
+    # subtract log-sum-exps, which would cancel catastrophically at logits of 1e4 / T.
     zt, zs = teacher_logits / t, student_logits / t
+    zt = zt - ops.max(zt, axis=-1, keepdims=True)
+    zs = zs - ops.max(zs, axis=-1, keepdims=True)
 
     def binary_log_probs(z):
         # log p(target) and log(1 − p(target)), both in log space.

@@ -225,31 +225,13 @@ class FileTeacher:
             session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
             name = session.get_inputs()[0].name
             return lambda x: session.run(None, {name: x.astype(np.float32)})[0]
-        from ai_edge_litert.interpreter import Interpreter
+        # a .tflite file: the runtimes' LiteRT runner, one sample at a time (integer inputs
+        # quantized and clipped, outputs dequantized, as on a device)
+        from keras_distill.verify import LiteRTRunner, run_samples
 
         with open(self.path, "rb") as f:
-            interpreter = Interpreter(model_content=bytes(f.read()))
-        inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-
-        def run(x):
-            rows = []
-            for sample in x:
-                q = sample[None]
-                scale, zero = inp["quantization"]
-                if inp["dtype"] != np.float32 and scale:
-                    q = np.round(q / scale + zero)
-                interpreter.resize_tensor_input(inp["index"], q.shape)
-                interpreter.allocate_tensors()
-                interpreter.set_tensor(inp["index"], q.astype(inp["dtype"]))
-                interpreter.invoke()
-                r = interpreter.get_tensor(out["index"]).astype(np.float32)
-                scale, zero = out["quantization"]
-                if out["dtype"] != np.float32 and scale:
-                    r = (r - zero) * scale
-                rows.append(r[0])
-            return np.stack(rows)
-
-        return run
+            runner = LiteRTRunner(f.read(), num_threads=None)
+        return lambda x: run_samples(runner, x, warmup=0)[0]
 
     def predict(self, x, batch_size=None, verbose=0):
         if self._runner is None:

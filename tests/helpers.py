@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import zipfile
 
 import numpy as np
 
@@ -52,6 +53,18 @@ def dense_model(units, seed, name, inputs=6, softmax=False):
                            kernel_initializer=keras.initializers.RandomNormal(seed=seed),
                            bias_initializer=keras.initializers.RandomNormal(seed=seed + 1)),
     ], name=name)
+
+
+def hidden_softmax():
+    """A layer computing softmax that model inspection cannot see (not a ``Softmax`` layer or
+    a softmax activation): a teacher ending in it outputs probabilities only at run time."""
+    import keras
+
+    class HiddenSoftmax(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.softmax(x)
+
+    return HiddenSoftmax()
 
 
 def randomize_bn(model, seed=0):
@@ -187,3 +200,63 @@ class read_only:
     def __exit__(self, *exc):
         os.chmod(self.folder, 0o700)
         return False
+
+
+# --- files --------------------------------------------------------------------------------
+
+def snapshot(folder):
+    """{relative path: bytes} of every file under ``folder`` (folders as ``path/``)."""
+    out = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+#: Ways to break a ``.keras`` file (:func:`corrupt_keras_file`).
+KERAS_FILE_CORRUPTIONS = ("truncated", "empty", "text", "not a model", "zip without model",
+                          "bad config json", "config not a model", "no weights",
+                          "bit flip in weights")
+
+
+def _flip_weights_byte(src, dst):
+    """A copy of ``src`` with one byte in the middle of its weights file flipped."""
+    data = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as archive:
+        info = archive.getinfo("model.weights.h5")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    dst.write_bytes(bytes(data))
+
+
+def corrupt_keras_file(kind, good, path):
+    """Write at ``path`` a broken version of the ``.keras`` file ``good``: ``kind`` is one of
+    ``KERAS_FILE_CORRUPTIONS``."""
+    data = good.read_bytes()
+    if kind == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind in ("text", "not a model"):
+        path.write_text("this is not a model\n")
+    elif kind == "zip without model":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "hello")
+    elif kind == "bad config json":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", "{not json")
+            archive.writestr("model.weights.h5", b"")
+    elif kind == "config not a model":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", "[1, 2, 3]")
+            archive.writestr("model.weights.h5", b"")
+    elif kind == "no weights":
+        with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("config.json", src.read("config.json"))
+            archive.writestr("metadata.json", src.read("metadata.json"))
+    elif kind == "bit flip in weights":
+        _flip_weights_byte(good, path)

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import agreement, dense_model, np_kl, np_log_softmax
+from helpers import agreement, dense_model, hidden_softmax, np_kl, np_log_softmax
 
 from keras_distill import Distiller, losses
 from keras_distill.presets import student_cnn, student_mlp
@@ -98,11 +98,6 @@ def test_one_hot_labels_give_the_same_losses_as_integer_labels(small):
         assert onehot[key] == pytest.approx(sparse[key], rel=1e-6), key
 
 
-class _Softmax(keras.layers.Layer):
-    """A softmax the Distiller cannot see statically (not a Softmax layer or activation)."""
-
-    def call(self, x):
-        return keras.ops.softmax(x)
 
 
 @pytest.mark.parametrize("how", ["declared", "auto_static", "auto_first_batch"])
@@ -114,7 +109,7 @@ def test_probability_teacher_gives_the_same_loss_as_logit_teacher(small, how):
     expected = reference.evaluate(x, y, verbose=0, return_dict=True)
 
     if how == "auto_first_batch":
-        prob_teacher = keras.Sequential([logit_teacher, _Softmax()])
+        prob_teacher = keras.Sequential([logit_teacher, hidden_softmax()])
     else:
         prob_teacher = keras.Sequential([logit_teacher, keras.layers.Softmax()])
     outputs = "probabilities" if how == "declared" else "auto"

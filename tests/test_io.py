@@ -2,24 +2,12 @@
 
 import errno
 import os
-import zipfile
 
 import numpy as np
 import pytest
-from helpers import enospc, failing_writes
+from helpers import corrupt_keras_file, enospc, failing_writes, snapshot
 
 from keras_distill import io as kio
-
-
-def _listing(folder):
-    """{relative path: bytes} of every file under ``folder``."""
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
 
 
 def _dense_model(lam=False, nested_lam=False):
@@ -127,42 +115,6 @@ def test_folder_named_keras(tmp_path):
         kio.load_model(tmp_path / "m.keras")
 
 
-def _flip_weights_byte(src, dst):
-    data = bytearray(src.read_bytes())
-    with zipfile.ZipFile(src) as archive:
-        info = archive.getinfo("model.weights.h5")
-    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
-    data[start + info.compress_size // 2] ^= 0xFF
-    dst.write_bytes(bytes(data))
-
-
-def _corrupt(kind, good, path):
-    data = good.read_bytes()
-    if kind == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "text":
-        path.write_text("this is not a model\n")
-    elif kind == "zip without model":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("notes.txt", "hello")
-    elif kind == "bad config json":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("config.json", "{not json")
-            archive.writestr("model.weights.h5", b"")
-    elif kind == "config not a model":
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("config.json", "[1, 2, 3]")
-            archive.writestr("model.weights.h5", b"")
-    elif kind == "no weights":
-        with zipfile.ZipFile(good) as src, zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("config.json", src.read("config.json"))
-            archive.writestr("metadata.json", src.read("metadata.json"))
-    elif kind == "bit flip in weights":
-        _flip_weights_byte(good, path)
-
-
 CORRUPTIONS = ["truncated", "empty", "text", "zip without model", "bad config json",
                "config not a model", "no weights", "bit flip in weights"]
 
@@ -170,8 +122,8 @@ CORRUPTIONS = ["truncated", "empty", "text", "zip without model", "bad config js
 @pytest.mark.parametrize("kind", CORRUPTIONS)
 def test_corrupt_files_say_so_and_name_the_fix(model_files, tmp_path, kind):
     path = tmp_path / "bad.keras"
-    _corrupt(kind, model_files["plain"][0], path)
-    before = _listing(tmp_path)
+    corrupt_keras_file(kind, model_files["plain"][0], path)
+    before = snapshot(tmp_path)
     with pytest.raises(ValueError) as info:
         kio.load_model(path)
     message = str(info.value)
@@ -179,7 +131,7 @@ def test_corrupt_files_say_so_and_name_the_fix(model_files, tmp_path, kind):
     assert str(path) in message
     assert "not a valid .keras file (truncated or corrupt?)" in message
     assert "model.save(path)" in message
-    assert _listing(tmp_path) == before  # nothing written or changed
+    assert snapshot(tmp_path) == before  # nothing written or changed
 
 
 # --- atomic writes ---------------------------------------------------------------------------
@@ -220,10 +172,10 @@ def test_interrupted_write_leaves_nothing_and_keeps_the_original(tmp_path, exc, 
     path = tmp_path / "model.tflite"
     if existing:
         path.write_bytes(b"original")
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(type(exc)):
         kio.atomic_write_bytes(path, _failing_chunks(exc))
-    assert _listing(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new", "overwrite"])
@@ -231,7 +183,7 @@ def test_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path, monkeypatch
     path = tmp_path / "model.tflite"
     if existing:
         path.write_bytes(b"original")
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     seen = failing_writes(monkeypatch, tmp_path, enospc(), limit=100)
     with pytest.raises(OSError) as info:
         kio.atomic_write_bytes(path, b"x" * 1000)
@@ -240,30 +192,30 @@ def test_full_disk_gives_a_clear_error_and_no_partial_file(tmp_path, monkeypatch
     assert str(path) in message and "No space left" in message and "free some disk space" in \
         message
     assert len(seen) == 1 and os.path.basename(seen[0]).startswith(".model.tflite.")
-    assert _listing(tmp_path) == before  # the 100 bytes written to the temporary file are gone
+    assert snapshot(tmp_path) == before  # the 100 bytes written to the temporary file are gone
 
 
 def test_unwritable_destinations_name_the_path_and_the_fix(tmp_path):
     (tmp_path / "file").write_text("a regular file")
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     with pytest.raises(NotADirectoryError) as info:
         kio.atomic_write_text(tmp_path / "file" / "out.txt", "x")
     assert str(tmp_path / "file" / "out.txt") in str(info.value)
     assert "not a folder" in str(info.value)
     with pytest.raises(FileNotFoundError, match="create the folder"):
         kio.atomic_write_text(tmp_path / "missing" / "out.txt", "x")
-    assert _listing(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_write_files_writes_all_or_none(tmp_path, monkeypatch):
     """The export's writer of an artifact's files (a micro .h and .cc): a failure on the second
     file removes the first, and leaves the earlier version of each untouched."""
     (tmp_path / "m_model_data.cc").write_bytes(b"old cc")
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     failing_writes(monkeypatch, tmp_path, enospc(), limit=10, only="model_data.cc")
     with pytest.raises(OSError, match="No space left"):
         kio.write_files(tmp_path, {"m_model_data.h": b"new header", "m_model_data.cc": b"x" * 99})
-    assert _listing(tmp_path) == before
+    assert snapshot(tmp_path) == before
     assert (tmp_path / "m_model_data.cc").read_bytes() == b"old cc"
     monkeypatch.undo()
     assert kio.write_files(tmp_path, {"a.bin": b"1", "b.bin": b"2"}) == ["a.bin", "b.bin"]

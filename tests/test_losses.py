@@ -217,3 +217,17 @@ def test_logit_losses_work_in_plain_compile(logits):
     before = model.evaluate(x, t, verbose=0)
     expected = np_kl(t.astype("float64"), model.predict(x, verbose=0).astype("float64"), 2.0)
     assert before == pytest.approx(expected.mean(), rel=1e-4)
+
+
+@pytest.mark.parametrize("labels", [None, [0]])
+def test_dkd_of_equal_distributions_at_large_logits_is_zero(labels):
+    """Hypothesis found it: teacher logits [1e4, 1e4] and student [0, 0] are the same
+    distribution, but the binary terms cancelled catastrophically in float32 (-5e-5 at T=0.5)
+    until each row is shifted by its max."""
+    t = np.array([[1e4, 1e4]], np.float32)
+    s = np.zeros((1, 2), np.float32)
+    y = None if labels is None else np.array(labels, np.int32)
+    for temperature in (0.5, 4.0):
+        dkd = keras.ops.convert_to_numpy(losses.decoupled_kd(t, s, y, 1.0, 8.0, temperature))
+        assert np.abs(dkd).max() <= 1e-6, (temperature, dkd)
+

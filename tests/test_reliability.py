@@ -22,7 +22,7 @@ import textwrap
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import enospc, failing_writes
+from helpers import corrupt_keras_file, enospc, failing_writes, snapshot
 
 import keras_distill
 from keras_distill import io as kio
@@ -30,19 +30,6 @@ from keras_distill import io as kio
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def _listing(folder):
-    """{relative path: bytes} of every file under ``folder`` (folders as ``path/``)."""
-    out = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            out[os.path.relpath(os.path.join(root, name), folder) + "/"] = None
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                out[os.path.relpath(path, folder)] = f.read()
-    return out
 
 
 def _weights(*models):
@@ -202,14 +189,14 @@ def test_bad_training_data(row, models, digits, tmp_path):
 
     call, exc_type, problem, fix = row
     teacher, student, _ = models
-    before_files, before = _listing(tmp_path), _weights(teacher, student)
+    before_files, before = snapshot(tmp_path), _weights(teacher, student)
     distiller = Distiller(teacher, student)
     distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
     with pytest.raises(exc_type) as info:
         call(distiller, digits)
     _check_message(info.value, problem, fix)
     assert _same(_weights(teacher, student), before), "weights changed"
-    assert _listing(tmp_path) == before_files
+    assert snapshot(tmp_path) == before_files
 
 
 _NAN_STEP = textwrap.dedent("""
@@ -374,22 +361,12 @@ EXPORT_ROWS = {
 def test_bad_export_arguments(row, models, digits, tmp_path):
     kwargs, exc_type, problem, fix = row
     model = models[2]
-    before_files, before = _listing(tmp_path), _weights(model)
+    before_files, before = snapshot(tmp_path), _weights(model)
     with pytest.raises(exc_type) as info:
         keras_distill.export(model, tmp_path / "out", **kwargs(digits))
     _check_message(info.value, problem, fix)
-    assert _listing(tmp_path) == before_files  # out_dir not even created
+    assert snapshot(tmp_path) == before_files  # out_dir not even created
     assert _same(_weights(model), before)
-
-
-def _corrupt_keras_file(kind, good, path):
-    data = good.read_bytes()
-    if kind == "truncated":
-        path.write_bytes(data[: len(data) * 2 // 3])
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "not a model":
-        path.write_text("print('hello')\n")
 
 
 @pytest.fixture(scope="module")
@@ -413,8 +390,8 @@ def test_bad_model_files(kind, saved_models, tmp_path):
     if kind == "lambda":
         path.write_bytes((folder / "lambda.keras").read_bytes())
     elif kind != "missing":
-        _corrupt_keras_file(kind, folder / "student.keras", path)
-    before = _listing(tmp_path)
+        corrupt_keras_file(kind, folder / "student.keras", path)
+    before = snapshot(tmp_path)
     expected = {"missing": FileNotFoundError, "lambda": kio.UnsafeModelError}.get(kind,
                                                                                   ValueError)
     with pytest.raises(expected) as info:
@@ -427,7 +404,7 @@ def test_bad_model_files(kind, saved_models, tmp_path):
     else:
         _check_message(info.value, [str(path), "not a valid .keras file (truncated or corrupt?)"],
                        ["model.save(path)"])
-    assert _listing(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 def test_lambda_model_loads_when_allowed(saved_models, digits):
@@ -464,7 +441,7 @@ def test_output_folder_not_writable(where, models, digits, tmp_path):
             out_dir.chmod(0o700)
             pytest.skip("running as root: mode 0o500 does not stop writes (the 'under a "
                         "regular file' row covers an unwritable out_dir)")
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     try:
         with pytest.raises(OSError) as info:
             keras_distill.export(model, out_dir, **_F32)
@@ -473,7 +450,7 @@ def test_output_folder_not_writable(where, models, digits, tmp_path):
             out_dir.chmod(0o700)
     _check_message(info.value, [f"cannot write to out_dir={str(out_dir)!r}"],
                    ["pass a writable folder as out_dir"])
-    assert _listing(tmp_path) == before
+    assert snapshot(tmp_path) == before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,13 +559,13 @@ def test_full_disk_with_each_writer(writer, tmp_path, monkeypatch):
              "io.write_files": lambda p: kio.write_files(p.parent, {p.name: b"x" * 4096})}
     path = tmp_path / "manifest.json"
     path.write_text('{"old": true}')
-    before = _listing(tmp_path)
+    before = snapshot(tmp_path)
     hit = failing_writes(monkeypatch, tmp_path, enospc(), limit=1000)
     with pytest.raises(OSError) as info:
         write[writer](path)
     assert info.value.errno == errno.ENOSPC
     assert len(hit) == 1 and not os.path.exists(hit[0])
-    assert _listing(tmp_path) == before  # the old file is intact, nothing else is there
+    assert snapshot(tmp_path) == before  # the old file is intact, nothing else is there
     _check_message(info.value, [str(path), "No space left on device"],
                    ["free some disk space"])
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 import keras
 import numpy as np
 import pytest
-from helpers import agreement, dense_model
+from helpers import agreement, dense_model, hidden_softmax
 
 from keras_distill import Distiller
 from keras_distill.presets import student_mlp, teacher_cnn
@@ -27,9 +27,6 @@ def np_softmax(z):
     return e / e.sum(-1, keepdims=True)
 
 
-class _Softmax(keras.layers.Layer):
-    def call(self, x):
-        return keras.ops.softmax(x)
 
 
 @pytest.fixture
@@ -39,7 +36,7 @@ def x6():
 
 def test_ensemble_averages_probabilities_by_weight(x6):
     a, b = dense_model(4, 1, "a"), dense_model(4, 2, "b", softmax=True)
-    c = keras.Sequential([dense_model(4, 3, "c_logits"), _Softmax()], name="c")
+    c = keras.Sequential([dense_model(4, 3, "c_logits"), hidden_softmax()], name="c")
     ens = Ensemble([a, b, c], weights=[1, 2, 1])
     za = a.predict(x6, verbose=0)
     pb, pc = b.predict(x6, verbose=0), c.predict(x6, verbose=0)
