@@ -17,7 +17,7 @@ import numpy as np
 ALL_MODES = ("float32", "float16", "dynamic", "int8", "int16x8")
 #: Max abs error an artifact may show against Keras, per quantization mode (float modes), and
 #: the top-1 agreement it must reach (every mode; int8 is judged statistically).
-ARTIFACT_TOLERANCE = {"float32": 1e-4, "float16": 5e-2, "dynamic": 2e-1}
+ARTIFACT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "dynamic": 0.5}
 ARTIFACT_MIN_AGREEMENT = {"float32": 1.0, "float16": 0.99, "dynamic": 0.97, "int8": 0.9,
                           "int16x8": 0.97}
 
@@ -117,8 +117,9 @@ def listing(folder):
 
 
 def no_temporary_files(folder):
-    """No ``.tmp`` file of an atomic writer is left in ``folder``."""
-    return not [f for f in os.listdir(folder) if ".tmp" in f]
+    """No temporary file of an atomic writer (hidden, or with ``.tmp`` in its name) is left in
+    ``folder``."""
+    return not [f for f in os.listdir(folder) if f.startswith(".") or ".tmp" in f]
 
 
 # --- failing writes -------------------------------------------------------------------------
@@ -177,29 +178,6 @@ def failing_writes(monkeypatch, folder, exc, *, limit=64, only=""):
 def enospc():
     """The error a full disk gives."""
     return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-
-class read_only:
-    """``with read_only(folder):`` makes a folder unwritable (and restores it). Root ignores
-    permissions, so callers check :attr:`effective` and skip when it is False."""
-
-    def __init__(self, folder):
-        self.folder = folder
-
-    def __enter__(self):
-        os.chmod(self.folder, 0o500)
-        probe = os.path.join(self.folder, ".probe")
-        try:
-            open(probe, "w").close()
-            os.remove(probe)
-            self.effective = False
-        except OSError:
-            self.effective = True
-        return self
-
-    def __exit__(self, *exc):
-        os.chmod(self.folder, 0o700)
-        return False
 
 
 # --- files --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from helpers import agreement, dense_model, hidden_softmax, np_kl, np_log_softmax
+from helpers import agreement, dense_model, hidden_softmax, np_kl, np_log_softmax, round_trip
 
 from keras_distill import Distiller, losses
 from keras_distill.presets import student_cnn, student_mlp
@@ -337,9 +337,7 @@ def test_keras_round_trip_of_the_whole_distiller(tmp_path, digits, trained_teach
                   loss_weights=[1.0, 0.1])
     d.compile(keras.optimizers.Adam(1e-2), metrics=["accuracy"])
     d.fit(digits.x_train, digits.y_train, epochs=1, verbose=0)
-    path = tmp_path / "distiller.keras"
-    d.save(path)
-    loaded = keras.saving.load_model(path)  # no custom_objects needed
+    loaded = round_trip(d, tmp_path, "distiller.keras")  # no custom_objects needed
     assert isinstance(loaded, Distiller)
     assert (loaded.temperature, loaded.alpha, loaded.loss_weights) == (3.0, 0.25, [1.0, 0.1])
     assert [type(loss) for loss in loaded.distillation_losses] == [

@@ -14,7 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
-from helpers import ALL_MODES
+from helpers import ALL_MODES, assert_artifact_matches_keras, no_temporary_files
 from keras import layers
 
 from keras_distill.export import VerificationError, export, micro, tflite
@@ -27,11 +27,6 @@ def _litert(path_or_bytes):
     if isinstance(path_or_bytes, bytes):
         return Interpreter(model_content=path_or_bytes)
     return Interpreter(model_path=str(path_or_bytes))
-
-
-def _no_temporary_files(folder):
-    leftovers = [f for f in os.listdir(folder) if f.startswith(".") or f.endswith(".tmp")]
-    assert leftovers == []
 
 
 def _small_model(middle, name, *, dense_activation=None):
@@ -101,7 +96,7 @@ def test_float32_artifacts_match_keras(exported, student, digits):
     interp.set_tensor(inp["index"], x)
     interp.invoke()
     got = interp.get_tensor(interp.get_output_details()[0]["index"])
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert_artifact_matches_keras(got, expected, "float32")
 
     import onnxruntime as ort
 
@@ -109,12 +104,25 @@ def test_float32_artifacts_match_keras(exported, student, digits):
                                    providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[0] != 64  # the batch dimension is dynamic
     got = session.run(None, {session.get_inputs()[0].name: x})[0]
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    assert_artifact_matches_keras(got, expected, "float32")
     for fmt in ("tflite", "onnx"):
         metrics = report.get(fmt, "float32").metrics
         assert metrics["max_abs_error"] <= 1e-4
         assert metrics["agreement"] == 1.0
         assert metrics["accuracy"] == pytest.approx(report.keras["accuracy"])
+
+
+def test_every_tflite_mode_matches_keras_within_its_tolerance(exported, student, digits):
+    """Each mode's file, run sample by sample in LiteRT as a device would: float modes within
+    their max-error tolerance, every mode at its minimum top-1 agreement with Keras."""
+    from keras_distill.verify import LiteRTRunner, run_samples
+
+    _, out = exported
+    x = digits.x_test[:100]
+    expected = student.predict(x, verbose=0)
+    for mode in ALL_MODES:
+        runner = LiteRTRunner((out / f"digits-student_{mode}.tflite").read_bytes())
+        assert_artifact_matches_keras(run_samples(runner, x)[0], expected, mode)
 
 
 def test_int8_tflite_is_integer_only(exported):
@@ -273,7 +281,7 @@ def test_failure_mid_export_keeps_the_others(student, digits, tmp_path, monkeypa
     assert failed["status"] == "failed" and failed["path"] is None and failed["files"] == []
     assert "injected tf2onnx failure" in failed["error"]
     assert "injected tf2onnx failure" in (out / "report.md").read_text()
-    _no_temporary_files(out)
+    assert no_temporary_files(out)
 
 
 def test_float32_mismatch_raises_and_is_not_written(student, digits, tmp_path, monkeypatch):
