@@ -475,9 +475,7 @@ class Distiller(keras.Model):
             replicas = tf.distribute.get_strategy().num_replicas_in_sync
             scaled = self.optimizer.scale_loss(named["loss"] / replicas)
         grads = tape.gradient(scaled, variables)
-        # Loss terms and gradients are checked before the update (keras_distill.guard): a
-        # non-finite step never reaches the weights.
-        guard.guarded_apply(self._guard, self.optimizer, named, grads, variables)
+        self._apply(named, grads, variables)
         return self._update(named, y, y_pred, sample_weight)
 
     def test_step(self, data):
@@ -485,6 +483,11 @@ class Distiller(keras.Model):
         labels, cached = teachers_lib.split_targets(y)
         y_pred, named = self._terms(x, labels, sample_weight, training=False, cached=cached)
         return self._update(named, y, y_pred, sample_weight)
+
+    def _apply(self, named, grads, variables):
+        """Loss terms and gradients are checked before the update (``keras_distill.guard``):
+        a non-finite step never reaches the weights."""
+        guard.guarded_apply(self._guard, self.optimizer, named, grads, variables)
 
     def _student_variables(self):
         return self.student.trainable_variables + [
