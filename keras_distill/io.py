@@ -337,6 +337,11 @@ def write_files(folder, files):
 
     Returns:
         The names written.
+
+    Example:
+        >>> import tempfile
+        >>> write_files(tempfile.mkdtemp(), {"m_model_data.h": b"...", "m_model_data.cc": b"..."})
+        ['m_model_data.h', 'm_model_data.cc']
     """
     written = []
     try:
@@ -387,6 +392,10 @@ def save_model(model, path):
 
     Returns:
         The absolute path.
+
+    Example:
+        >>> save_model(distiller.student, "exported/student.keras")  # doctest: +SKIP
+        '/.../exported/student.keras'
     """
     path = os.path.abspath(os.fspath(path))
     folder, base = os.path.split(path)

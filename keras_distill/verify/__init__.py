@@ -342,6 +342,12 @@ def read_artifact(path):
         ``.onnx`` bytes (for a micro ``.cc`` / ``.h``: the flatbuffer in its C array), the
         size of the file on disk, and the ``tensor_arena_size`` a micro source records
         (``None`` otherwise).
+
+    Example:
+        >>> fmt, data, size, arena = read_artifact("exported/student_model_data.cc")
+        ... # doctest: +SKIP
+        >>> fmt, len(data) < size, arena  # doctest: +SKIP
+        ('micro', True, 3072)
     """
     path = os.fspath(path)
     fmt = artifact_format(path)
@@ -370,6 +376,14 @@ def verify_file(path, x, y=None, keras_outputs=None, *, reference_outputs=None,
     Returns:
         ``(result, model_bytes)``: the metrics of :func:`evaluate_bytes` (with
         ``agreement_with_reference``) and the model bytes read back from the file.
+
+    Example:
+        >>> result, data = verify_file("exported/student_int8.tflite", x_test, y_test,
+        ...                            student.predict(x_test),
+        ...                            reference_outputs=teacher.predict(x_test))
+        ... # doctest: +SKIP
+        >>> result["agreement"], result["agreement_with_reference"]  # doctest: +SKIP
+        (0.9972, 0.9806)
     """
     fmt, model_bytes, _, recorded = read_artifact(path)
     result = evaluate_bytes(model_bytes, fmt, x, y, keras_outputs,
