@@ -22,7 +22,7 @@ _EXPORTS = {
 }
 _SUBMODULES = {"losses", "data", "presets", "distiller", "export", "verify", "students",
                "compress", "teachers", "report", "cli", "config", "pipeline", "io", "registry",
-               "graph", "hints", "transfer", "guard",
+               "graph", "hints", "transfer", "guard", "backend",
                # deprecated names (modules that moved): keras_distill.compress, .verify
                "quantize", "evaluate"}
 

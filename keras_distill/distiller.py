@@ -14,6 +14,7 @@ from keras_distill import guard
 from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
 from keras_distill import teachers as teachers_lib
+from keras_distill.backend import require_tensorflow
 from keras_distill.data import check_training_arrays
 from keras_distill.graph import model_shape, shapes_compatible
 
@@ -149,6 +150,7 @@ class Distiller(keras.Model):
     def __init__(self, teacher, student, *, temperature=4.0, alpha=0.1, losses=None,
                  loss_weights=None, teacher_outputs="auto", teacher_weights=None,
                  teacher_average="probabilities", augment=None, mixup=0.0, **kwargs):
+        require_tensorflow("Distiller")
         super().__init__(**kwargs)
         teacher, file_teacher = _keras_and_file_teacher(teacher, teacher_weights,
                                                         teacher_average)

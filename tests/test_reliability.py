@@ -261,6 +261,27 @@ def test_a_nan_in_a_streamed_batch_never_reaches_the_weights():
             assert "check the data for NaN/inf" in r["error"], where
 
 
+def test_another_keras_backend_is_refused_with_the_fix(monkeypatch, tmp_path):
+    """The Distiller and export say that they need TensorFlow, and how to select it, before any
+    work. (Keras's jax, torch and numpy backends all need jax or torch, which this project does
+    not install; the backend Keras reports is set here instead.)"""
+    import keras
+
+    import keras_distill
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for what, call in (("Distiller", lambda: keras_distill.Distiller(model, model)),
+                       ("export", lambda: keras_distill.export(model, tmp_path / "out"))):
+        with pytest.raises(ValueError) as info:
+            call()
+        _check_message(info.value, [f"keras_distill's {what} needs Keras's TensorFlow backend",
+                                    "'jax' (KERAS_BACKEND=jax)"],
+                       ["Set KERAS_BACKEND=tensorflow"])
+    assert snapshot(tmp_path) == {}  # nothing written
+
+
 MODEL_ROWS = {
     "teacher and student disagree on classes": (
         lambda t, d: (t, _mlp(d.input_shape, 7)), {},

@@ -28,6 +28,7 @@ import types
 import numpy as np
 
 from keras_distill import io
+from keras_distill.backend import require_tensorflow
 from keras_distill.export import checks, steps
 from keras_distill.export.artifacts import Artifact, ExportReport, VerificationError
 from keras_distill.export.micro import ArenaMeasurement  # noqa: F401  (re-exported)
@@ -122,6 +123,7 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
     formats = checks.as_choices(formats, "formats", FORMATS)
     quantization = checks.as_choices(quantization, "quantization", QUANTIZATION_MODES)
     model_info = checks.check_model(model)
+    require_tensorflow("export")
     name = checks.check_name(name, model)
     if "onnx" in formats:
         from keras_distill.export import onnx as onnx_export
