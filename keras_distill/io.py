@@ -117,6 +117,16 @@ def load_model(path, *, allow_unsafe=False, **kwargs):
 
     try:
         return keras.saving.load_model(path, safe_mode=not allow_unsafe, **kwargs)
+    except TypeError:  # a class Keras cannot find (its message holds the whole config)
+        unknown = _unknown_classes(config, kwargs.get("custom_objects"))
+        if not unknown:
+            raise
+        names = ", ".join(f"{name!r} (module {module})" for name, module in unknown)
+        raise ValueError(
+            f"cannot load {path}: it uses the class(es) {names}, which this Python process "
+            "does not know. Import the module that defines each class, registered with "
+            "@keras.saving.register_keras_serializable(), before loading (or pass "
+            "custom_objects={name: class}).") from None
     except ValueError as exc:
         if "safe_mode" in str(exc):  # code stored elsewhere than in a Lambda layer
             raise _unsafe_error(path, []) from exc
@@ -208,6 +218,41 @@ def _unsafe_layers(config):
     # A Lambda's own function entry ("__lambda__") is part of the same layer: report layers.
     layers = [n for n in found if n != "__lambda__"]
     return sorted(set(layers)) or sorted(set(found))
+
+
+def _unknown_classes(config, custom_objects=None):
+    """``[(class name, module)]`` of the objects in a model config that Keras cannot find:
+    neither registered, nor given in ``custom_objects``, nor importable from their module."""
+    import keras
+
+    known = set(custom_objects or {})
+    found, stack = [], [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            name, module = node.get("class_name"), node.get("module")
+            if isinstance(name, str) and "config" in node and "registered_name" in node and \
+                    name not in known:
+                registered = node.get("registered_name") or name
+                if keras.saving.get_registered_object(registered) is None and \
+                        not _importable(module, name):
+                    found.append((name, module or "not recorded"))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return sorted(set(found))
+
+
+def _importable(module, name):
+    import importlib
+
+    if not module:
+        return False
+    try:
+        getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------

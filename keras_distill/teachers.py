@@ -203,9 +203,21 @@ class FileTeacher:
             raise ValueError(
                 f"Cannot use {self.path!r} as a teacher file: expected a SavedModel folder, a "
                 ".tflite or an .onnx file (a .keras file loads with keras.saving.load_model).")
-        self._runner = None
+        # Opened now, so that a broken file is refused before any training.
+        try:
+            self._runner, self.input_shape = self._make_runner()
+        except Exception as exc:  # noqa: BLE001  (each runtime raises its own types)
+            what = {"saved_model": "TensorFlow SavedModel", "tflite": ".tflite file",
+                    "onnx": ".onnx file"}[self.kind]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise ValueError(
+                f"Cannot use {self.path!r} as a teacher: it does not load as a {what} "
+                f"({reason}). Re-export the teacher (keras_distill.export, or "
+                "model.export(path, format='tf_saved_model')), or pass its .keras file.") from None
 
     def _make_runner(self):
+        """``(run, input_shape)``: a function from a batch of inputs to outputs, and the
+        per-sample input shape the file declares (``None`` where a dimension is free)."""
         if self.kind == "saved_model":
             import tensorflow as tf
 
@@ -213,30 +225,45 @@ class FileTeacher:
             fn = loaded.signatures.get("serving_default")
             if fn is None:
                 raise ValueError(f"SavedModel {self.path!r} has no 'serving_default' signature.")
+            specs = [*fn.structured_input_signature[0],
+                     *fn.structured_input_signature[1].values()]
+            shape = tuple(specs[0].shape[1:]) if specs else None
 
             def run(x):
                 out = fn(tf.constant(x))
                 return np.asarray(next(iter(out.values())))
 
-            return run
+            return run, shape
         if self.kind == "onnx":
             import onnxruntime as ort
 
             session = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
-            name = session.get_inputs()[0].name
-            return lambda x: session.run(None, {name: x.astype(np.float32)})[0]
+            first = session.get_inputs()[0]
+            shape = tuple(d if isinstance(d, int) else None for d in first.shape[1:])
+            return (lambda x: session.run(None, {first.name: x.astype(np.float32)})[0]), shape
         # a .tflite file: the runtimes' LiteRT runner, one sample at a time (integer inputs
         # quantized and clipped, outputs dequantized, as on a device)
         from keras_distill.verify import LiteRTRunner, run_samples
 
         with open(self.path, "rb") as f:
             runner = LiteRTRunner(f.read(), num_threads=None)
-        return lambda x: run_samples(runner, x, warmup=0)[0]
+        return (lambda x: run_samples(runner, x, warmup=0)[0]), runner.input_shape
+
+    def _check_inputs(self, x):
+        shape = self.input_shape
+        if shape is None:
+            return
+        sample = tuple(x.shape[1:])
+        if len(sample) != len(shape) or any(
+                d is not None and d != s for d, s in zip(shape, sample)):
+            raise ValueError(
+                f"The teacher file {self.path!r} takes inputs of shape {shape} per sample, but "
+                f"the data has samples of shape {sample}. Prepare the data as the teacher was "
+                "trained (size, channels), or use the teacher made for this data.")
 
     def predict(self, x, batch_size=None, verbose=0):
-        if self._runner is None:
-            self._runner = self._make_runner()
         x = np.asarray(x, np.float32)
+        self._check_inputs(x)
         bs = batch_size or self.batch_size
         return np.concatenate([self._runner(x[i:i + bs]) for i in range(0, len(x), bs)])
 

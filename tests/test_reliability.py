@@ -391,6 +391,58 @@ def test_bad_export_arguments(row, models, digits, tmp_path):
 
 
 @pytest.fixture(scope="module")
+def teacher_files(tmp_path_factory):
+    """A .tflite and an .onnx teacher of 4-value inputs (not the digits' 8x8x1), and broken
+    files of each kind."""
+    import keras
+
+    from keras_distill.export import onnx as onnx_export
+    from keras_distill.export import tflite
+
+    folder = tmp_path_factory.mktemp("teacher_files")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(10)], name="four")
+    (folder / "four.tflite").write_bytes(
+        tflite.convert(tflite.saved_model(model, str(folder / "sm")), "float32"))
+    (folder / "four.onnx").write_bytes(onnx_export.convert(model))
+    (folder / "broken.tflite").write_bytes(b"not a flatbuffer")
+    (folder / "broken.onnx").write_bytes(b"not a protobuf")
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx"])
+def test_a_broken_teacher_file_is_refused_when_named(kind, teacher_files, tmp_path):
+    from keras_distill.teachers import FileTeacher
+
+    path = teacher_files / f"broken.{kind}"
+    with pytest.raises(ValueError) as info:
+        FileTeacher(path)
+    _check_message(info.value, [str(path), f"does not load as a .{kind} file"],
+                   ["Re-export the teacher", "or pass its .keras file"])
+
+
+@pytest.mark.parametrize("kind", ["tflite", "onnx", "saved_model"])
+def test_a_teacher_file_for_other_inputs_is_refused_before_training(kind, teacher_files,
+                                                                   digits, tmp_path):
+    """A teacher file whose inputs do not match the data: refused when the Distiller asks it
+    for outputs (before any step), naming the file and both shapes."""
+    from keras_distill import Distiller
+    from keras_distill.presets import student_mlp
+    from keras_distill.teachers import FileTeacher
+
+    path = teacher_files / ("sm" if kind == "saved_model" else f"four.{kind}")
+    student = student_mlp(digits.input_shape, 10)
+    before = [w.copy() for w in student.get_weights()]
+    distiller = Distiller(FileTeacher(path), student)
+    distiller.compile("adam")
+    with pytest.raises(ValueError) as info:
+        distiller.fit(digits.x_train[:64], digits.y_train[:64], cache_teacher=True, verbose=0)
+    _check_message(info.value, [str(path), "takes inputs of shape (4,) per sample",
+                                "samples of shape (8, 8, 1)"],
+                   ["Prepare the data as the teacher was trained"])
+    assert all(np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+
+
+@pytest.fixture(scope="module")
 def saved_models(models, tmp_path_factory):
     import keras
 
@@ -401,15 +453,24 @@ def saved_models(models, tmp_path_factory):
     x = keras.layers.Flatten()(x)
     lam = keras.Model(inputs, keras.layers.Dense(10)(x))
     lam.save(folder / "lambda.keras")
+
+    class Times2(keras.layers.Layer):  # not registered: a loading process cannot find it
+        def call(self, t):
+            return t * 2.0
+
+    keras.Sequential([keras.Input((4,)), Times2(), keras.layers.Dense(3)]).save(
+        folder / "custom.keras")
     return folder, lam
 
 
-@pytest.mark.parametrize("kind", ["missing", "truncated", "empty", "not a model", "lambda"])
+@pytest.mark.parametrize("kind", ["missing", "truncated", "empty", "not a model", "lambda",
+                                  "unregistered class"])
 def test_bad_model_files(kind, saved_models, tmp_path):
     folder, _ = saved_models
     path = tmp_path / "model.keras"
-    if kind == "lambda":
-        path.write_bytes((folder / "lambda.keras").read_bytes())
+    if kind in ("lambda", "unregistered class"):
+        source = "lambda.keras" if kind == "lambda" else "custom.keras"
+        path.write_bytes((folder / source).read_bytes())
     elif kind != "missing":
         corrupt_keras_file(kind, folder / "student.keras", path)
     before = snapshot(tmp_path)
@@ -422,6 +483,10 @@ def test_bad_model_files(kind, saved_models, tmp_path):
     elif kind == "lambda":
         _check_message(info.value, [str(path), "Lambda layer(s) 'times_two'", "safe mode",
                                     "arbitrary code"], ["allow_unsafe=True", "--allow-unsafe"])
+    elif kind == "unregistered class":
+        _check_message(info.value, [str(path), "'Times2' (module test_reliability)",
+                                    "does not know"],
+                       ["@keras.saving.register_keras_serializable()", "custom_objects"])
     else:
         _check_message(info.value, [str(path), "not a valid .keras file (truncated or corrupt?)"],
                        ["model.save(path)"])

@@ -102,6 +102,8 @@ class LiteRTRunner(_Runner):
             out["dtype"]).name
         self.input_quant = _integer_quant(inp["dtype"], *inp["quantization"])
         self.output_quant = _integer_quant(out["dtype"], *out["quantization"])
+        #: the per-sample input shape
+        self.input_shape = tuple(int(d) for d in inp["shape"][1:])
 
     def __call__(self, x1):
         self._interp.set_tensor(self._in, self._to_input(x1))
