@@ -259,6 +259,26 @@ def test_bad_arguments_name_the_value(student, tmp_path, digits):
         export("model.keras", tmp_path / "out")
 
 
+def test_without_tflite_micro_the_micro_artifact_says_why(student, digits, tmp_path,
+                                                         monkeypatch):
+    """tflite-micro has wheels for Linux x86-64 only: elsewhere the micro artifact fails with
+    the reason and the way out, and the other artifacts are made as usual."""
+    from keras_distill.verify import micro as micro_runtime
+
+    monkeypatch.setattr(micro_runtime, "runtime_available", lambda: False)
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="tflite-micro"):
+        report = export(student, out, name="s", formats=("tflite", "micro"),
+                        quantization=("float32",), representative_data=digits.x_train[:50],
+                        eval_data=(digits.x_test[:40], digits.y_test[:40]))
+    assert report.get("tflite", "float32").ok
+    failed = report.get("micro")
+    assert failed.status == "failed"
+    assert "the tflite-micro package) is not installed" in failed.error
+    assert "Linux x86-64 only" in failed.error and "drop 'micro' from formats" in failed.error
+    assert sorted(os.listdir(out)) == ["manifest.json", "report.md", "s_float32.tflite"]
+
+
 def test_failure_mid_export_keeps_the_others(student, digits, tmp_path, monkeypatch):
     def broken_converter(model, **kwargs):
         raise RuntimeError("injected tf2onnx failure")

@@ -158,3 +158,11 @@ def test_bad_paths_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         ev.evaluate_folder(tmp_path / "missing", np.zeros((1, 8, 8, 1), "float32"))
 
+
+def test_a_micro_source_without_tflite_micro_is_a_clear_error(folder, digits, monkeypatch):
+    from keras_distill.verify import micro as micro_runtime
+
+    monkeypatch.setattr(micro_runtime, "runtime_available", lambda: False)
+    with pytest.raises(RuntimeError, match=r"tflite-micro package\) is not installed"):
+        ev.evaluate_artifact(folder / "digits_student_model_data.cc", digits.x_test[:5])
+

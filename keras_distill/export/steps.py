@@ -240,6 +240,9 @@ def micro_builder(subject, workspace):
     def build():
         from keras_distill import __version__
         from keras_distill.export import tflite
+        from keras_distill.verify.micro import require_runtime
+
+        require_runtime()  # before converting: the arena cannot be measured without it
 
         data = tflite.convert(workspace.saved_model(subject, 1), "int8",
                               representative_data=subject.calibration,

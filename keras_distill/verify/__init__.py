@@ -36,6 +36,7 @@ import numpy as np
 
 from keras_distill.verify.litert import detect_quantization as _tflite_quantization
 from keras_distill.verify.micro import measure_arena, probe_arena, read_c_source
+from keras_distill.verify.micro import require_runtime as require_micro_runtime
 
 #: File endings :func:`evaluate_folder` picks up, and the format each one is.
 ARTIFACT_SUFFIXES = {".tflite": "tflite", ".onnx": "onnx", "_model_data.cc": "micro"}
@@ -309,6 +310,7 @@ def _usable_arena(model_bytes, fmt, arena_size, check):
     child process first when ``check`` (a too-small arena can crash the process)."""
     if fmt != "micro":
         return arena_size
+    require_micro_runtime()
     if arena_size is None:
         return measure_arena(model_bytes).arena_size
     if check:

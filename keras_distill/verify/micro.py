@@ -162,6 +162,28 @@ def _child_env():
     return env
 
 
+def runtime_available():
+    """Whether TensorFlow Lite Micro's Python interpreter (``tflite-micro``) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("tflite_micro") is not None
+
+
+def require_runtime():
+    """Raise unless the TFLite Micro interpreter is installed.
+
+    Raises:
+        RuntimeError: naming the package, the platforms it has wheels for, and what to do.
+    """
+    if not runtime_available():
+        raise RuntimeError(
+            "TensorFlow Lite Micro's Python interpreter (the tflite-micro package) is not "
+            "installed; it has wheels for Linux x86-64 only. The micro artifact needs it to "
+            "measure its tensor arena and to verify it: drop 'micro' from formats on this "
+            "machine (the .tflite files run on Android and desktops), or export on Linux x86-64 "
+            "(pip install tflite-micro).")
+
+
 def probe_arena(model_bytes, arena_size, *, verbose=False):
     """Try one arena size in a fresh child process.
 
@@ -271,6 +293,7 @@ def measure_arena(model_bytes, *, granularity=ARENA_GRANULARITY, layer_names=())
     """
     if not isinstance(granularity, int) or granularity < 1:
         raise ValueError(f"granularity must be a positive int; got {granularity!r}.")
+    require_runtime()
     hint = check_ops(model_bytes, layer_names=layer_names)
     with tempfile.TemporaryDirectory(prefix="keras_distill_tflm_") as tmp:
         model_path = os.path.join(tmp, "model.tflite")
