@@ -174,8 +174,7 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
 
         rep = representative_samples(rep, n=calibration_samples).astype(input_dtype)
     x_eval, y_eval = checks.check_eval_data(eval_data, input_shape, checks.num_classes(model))
-    needs_integer = ([m for m in quantization if m in CALIBRATED_MODES]
-                     if "tflite" in formats else []) + (["micro"] if "micro" in formats else [])
+    needs_integer = _integer_artifacts(formats, quantization)
     subject = steps.Subject(model, name, None, rep)
     if needs_integer and rep is None and not subject.quantize_aware:
         raise ValueError(
@@ -198,8 +197,13 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
                              "row per eval_data sample.")
     subject.keras_outputs = np.asarray(model.predict(x_eval, batch_size=256, verbose=0),
                                        np.float32)
-    subject.calibrated_int8 = bool(needs_integer)
     return subject, steps.Verification(x_eval, y_eval, source, reference_outputs)
+
+
+def _integer_artifacts(formats, quantization):
+    """The requested artifacts that are integer models (they need calibration data)."""
+    return ([m for m in quantization if m in CALIBRATED_MODES] if "tflite" in formats
+            else []) + (["micro"] if "micro" in formats else [])
 
 
 def _qat_subject(qat_model, name, verification):
@@ -231,8 +235,8 @@ def _new_report(subject, name, out_dir, model_info, formats, quantization, onnx_
         settings={"formats": list(formats), "quantization": list(quantization),
                   "onnx_opset": onnx_opset if "onnx" in formats else None,
                   "calibration_samples": None if rep is None else len(rep),
-                  "quantize_aware": rep is None and subject.calibrated_int8 and
-                  subject.quantize_aware,
+                  "quantize_aware": rep is None and bool(
+                      _integer_artifacts(formats, quantization)) and subject.quantize_aware,
                   "float32_tolerance": FLOAT32_TOLERANCE,
                   "qat_model": None if qat is None else qat.model.name},
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -37,7 +37,6 @@ class Subject:
         keras_outputs: its outputs on the verification inputs.
         calibration: representative inputs for int8 (``None``: quantization-aware).
         qat: the quantization-aware twin of the main model (``export(qat_model=...)``).
-        calibrated_int8: an integer artifact was asked for.
     """
 
     model: object
@@ -45,7 +44,6 @@ class Subject:
     keras_outputs: np.ndarray | None
     calibration: np.ndarray | None
     qat: bool = False
-    calibrated_int8: bool = False
 
     @functools.cached_property
     def quantize_aware(self):
@@ -56,7 +54,7 @@ class Subject:
         shape, dtype = tflite.input_spec(self.model)
         return checks.is_quantize_aware(self.model, shape, dtype)
 
-    @property
+    @functools.cached_property
     def layer_names(self):
         from keras_distill.graph import all_layers
 

@@ -34,6 +34,7 @@ from keras_distill.pipeline.stages import (
     Context,
     build_teachers,
     epochs_text,
+    record_sparsity,
     teachers,
     train_teacher,
 )
@@ -178,8 +179,6 @@ def _train(ctx, seconds):
 
 
 def _measure_saved(ctx, info, file, t_val, t_test):
-    from keras_distill.pipeline.stages import record_sparsity
-
     measure(info, ctx.data, t_val, t_test)
     info.path = file
     info.size_bytes = os.path.getsize(os.path.join(ctx.out_dir, file))

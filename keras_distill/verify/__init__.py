@@ -264,7 +264,7 @@ def make_runner(model_bytes, fmt, *, arena_size=None, num_threads=1):
 
 
 def evaluate_bytes(model_bytes, fmt, x, y=None, reference=None, *, arena_size=None,
-                   num_threads=1, check_arena=True, second_reference=None):
+                   num_threads=1, check_arena=True, reference_outputs=None):
     """Evaluate an artifact held in memory (see :func:`evaluate_artifact`).
 
     Args:
@@ -276,9 +276,9 @@ def evaluate_bytes(model_bytes, fmt, x, y=None, reference=None, *, arena_size=No
         num_threads: interpreter threads (1 by default, as on a small device).
         check_arena: for ``"micro"``, first try ``arena_size`` in a child process (the
             tflite-micro package can crash the process on a too-small arena).
-        second_reference: other reference outputs (e.g. the teacher's, where ``reference``
+        reference_outputs: another model's outputs (e.g. the teacher's, where ``reference``
             is the exported Keras model's), measured in the same pass as
-            ``agreement_with_second_reference``.
+            ``agreement_with_reference``.
 
     Returns:
         A dict of metrics, plus ``format``, ``runtime``, ``n_samples``, ``latency_ms_median``,
@@ -290,14 +290,14 @@ def evaluate_bytes(model_bytes, fmt, x, y=None, reference=None, *, arena_size=No
     if y is not None and len(y) != len(x):
         raise ValueError(f"y has {len(y)} labels but x has {len(x)} samples.")
     reference = _as_reference(reference, x)
-    second_reference = _as_reference(second_reference, x)
+    reference_outputs = _as_reference(reference_outputs, x)
     arena_size = _usable_arena(model_bytes, fmt, arena_size, check_arena)
     runner = make_runner(model_bytes, fmt, arena_size=arena_size, num_threads=num_threads)
     outputs, times = run_samples(runner, x)
     result = {"format": fmt, "runtime": runner.runtime, "n_samples": len(x)}
     result.update(metrics(outputs, y, reference))
-    if second_reference is not None:
-        result["agreement_with_second_reference"] = agreement(outputs, second_reference)
+    if reference_outputs is not None:
+        result["agreement_with_reference"] = agreement(outputs, reference_outputs)
     result.update(latency_ms_median=float(np.median(times) * 1e3),
                   input_dtype=runner.input_dtype, output_dtype=runner.output_dtype)
     if fmt == "micro":
@@ -392,8 +392,8 @@ def verify_file(path, x, y=None, keras_outputs=None, *, reference_outputs=None,
     fmt, model_bytes, _, recorded = read_artifact(path)
     result = evaluate_bytes(model_bytes, fmt, x, y, keras_outputs,
                             arena_size=arena_size or recorded, check_arena=False,
-                            second_reference=reference_outputs)
-    result["agreement_with_reference"] = result.pop("agreement_with_second_reference", None)
+                            reference_outputs=reference_outputs)
+    result.setdefault("agreement_with_reference", None)
     return result, model_bytes
 
 
