@@ -28,6 +28,7 @@ PRESET_ARGS = {
     "teacher_cnn": ("width", "dropout"),
     "student_cnn": ("width",),
     "student_mlp": ("units",),
+    "teacher_mlp": ("units", "dropout"),
 }
 
 #: Distillation losses by name (``keras_distill.losses``) and the arguments each accepts.
@@ -40,16 +41,24 @@ LOSS_ARGS = {
     "decoupled_kd": ("alpha", "beta", "temperature"),
     "dkd": ("alpha", "beta", "temperature"),
     "feature_hint": ("teacher_layer", "student_layer"),
+    "bernoulli_kl": ("temperature",),
+    "huber": ("delta",),
+    "teacher_bounded": ("margin",),
 }
 #: Loss arguments without a default.
 REQUIRED_LOSS_ARGS = {"feature_hint": ("teacher_layer", "student_layer")}
 
 #: Data sets bundled with a package (no download).
-BUNDLED_DATASETS = ("digits",)
+BUNDLED_DATASETS = ("digits", "breast_cancer", "diabetes")
 #: Image-classification data sets of ``keras.datasets`` (downloaded on first use).
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 #: Channels of images read from a folder.
 COLOR_MODES = ("grayscale", "rgb", "rgba")
+
+#: Output kinds (``keras_distill.outputs``): what a model's output means and how it is distilled.
+OUTPUT_KINDS = ("multiclass", "binary", "multilabel", "regression")
+#: The values of ``Distiller(task=...)`` and of the configuration's ``task`` key.
+TASKS = ("auto", *OUTPUT_KINDS)
 
 #: How a student shrunk from the teacher is initialized (``keras_distill.students``).
 TRANSFER_METHODS = ("select", "first", "none")
