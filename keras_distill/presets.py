@@ -1,12 +1,15 @@
-"""Built-in model presets, sized for small image data such as the bundled digits.
+"""Built-in model presets, sized for small data: images such as the bundled digits (the CNNs),
+or feature vectors such as breast_cancer and diabetes (the MLPs, which take any input shape).
 
-Each returns an untrained Functional ``keras.Model`` that outputs **logits**
-(no softmax), as the Distiller expects of a student. The presets' names and keyword arguments
-are those of ``keras_distill.registry.PRESET_ARGS`` (what the configuration accepts).
+Each returns an untrained Functional ``keras.Model`` whose output is linear: **logits** (no
+softmax or sigmoid), or regression values, as the Distiller expects of a student.
+``num_classes`` is the output's width (``Splits.output_units``: 1 for a binary logit or one
+regression target). The presets' names and keyword arguments are those of
+``keras_distill.registry.PRESET_ARGS`` (what the configuration accepts).
 
 Example:
     >>> sorted(PRESETS)
-    ['student_cnn', 'student_mlp', 'teacher_cnn']
+    ['student_cnn', 'student_mlp', 'teacher_cnn', 'teacher_mlp']
 """
 
 from __future__ import annotations
@@ -71,6 +74,8 @@ def student_mlp(input_shape=(8, 8, 1), num_classes=10, *, units=32, name="studen
     Example:
         >>> student_mlp((8, 8, 1), 10, units=16).count_params()  # 64·16 + 16 + 16·10 + 10
         1210
+        >>> student_mlp((30,), 1).output_shape  # feature vectors, one logit
+        (None, 1)
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = layers.Flatten(name="flatten")(inputs)
@@ -79,5 +84,24 @@ def student_mlp(input_shape=(8, 8, 1), num_classes=10, *, units=32, name="studen
     return keras.Model(inputs, outputs, name=name)
 
 
-#: The presets by name (their function's name).
-PRESETS = {fn.__name__: fn for fn in (teacher_cnn, student_cnn, student_mlp)}
+def teacher_mlp(input_shape=(30,), num_classes=2, *, units=64, dropout=0.1, name="teacher"):
+    """A multilayer-perceptron teacher for feature vectors (tabular data): flatten, two
+    ReLU hidden layers of ``units`` with dropout, and a linear output ``"logits"`` of
+    ``num_classes`` units (1 for a binary logit or one regression target).
+
+    Example:
+        >>> model = teacher_mlp((30,), 1)
+        >>> model.output_shape, model.count_params()  # 30·64 + 64 + 64·64 + 64 + 64 + 1
+        ((None, 1), 6209)
+    """
+    inputs = keras.Input(shape=input_shape, name="features")
+    x = layers.Flatten(name="flatten")(inputs)
+    for i in (1, 2):
+        x = layers.Dense(units, activation="relu", name=f"hidden{i}")(x)
+        x = layers.Dropout(dropout, name=f"dropout{i}")(x)
+    outputs = layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+#: The presets by name (their function's name), in the order of ``registry.PRESET_ARGS``.
+PRESETS = {fn.__name__: fn for fn in (teacher_cnn, student_cnn, student_mlp, teacher_mlp)}

@@ -71,7 +71,10 @@ preset_args = {width = 16}
     ('losses = ["kld"]', "losses", "'soft_target_kl'"),
     ('export_student = "best"', "export_student", "'auto', 'distilled', 'baseline'"),
     ('quiet = "yes"', "quiet", "true or false"),
-    ('[data]\nsource = "imagenet"', "data.source", "'digits', a keras.datasets name"),
+    ('[data]\nsource = "imagenet"', "data.source",
+     "'digits', 'breast_cancer', 'diabetes', a keras.datasets name"),
+    ('task = "classification"', "task",
+     "one of 'auto', 'multiclass', 'binary', 'multilabel', 'regression'"),
     ('[data]\ncolor_mode = "cmyk"', "data.color_mode", "'grayscale', 'rgb', 'rgba'"),
     ("[data]\nimage_size = [32]", "data.image_size", "a list of two integers >= 1"),
     ('[teacher]\nmodel = "resnet50"', "teacher.model", "'teacher_cnn', 'student_cnn'"),
@@ -372,7 +375,7 @@ def test_the_schema_takes_its_names_and_defaults_from_the_registry():
 
     for name in ("FORMATS", "QUANTIZATION_MODES", "DEFAULT_QUANTIZATION", "PRESET_ARGS",
                  "LOSS_ARGS", "KERAS_DATASETS", "EXPORT_STUDENT", "COLOR_MODES",
-                 "TRANSFER_METHODS", "ENSEMBLE_AVERAGES", "COMMANDS"):
+                 "TRANSFER_METHODS", "ENSEMBLE_AVERAGES", "COMMANDS", "TASKS"):
         assert getattr(config, name) is getattr(registry, name), name  # the same, no copy
     assert SCHEMA["quantization"].default == list(registry.DEFAULT_QUANTIZATION)
     assert SCHEMA["formats"].default == list(registry.FORMATS)
@@ -391,3 +394,28 @@ def test_the_schema_takes_its_names_and_defaults_from_the_registry():
                                       "teacher.preset_args": {"bogus": 1}}).value)
     for source in registry.BUNDLED_DATASETS + registry.KERAS_DATASETS:
         assert load(None, {"data.source": source})["data.source"] == source
+    for task in registry.TASKS:
+        assert load(None, {"task": task})["task"] == task
+    assert SCHEMA["task"].default == registry.TASKS[0] == "auto"
+
+
+def test_task_key_from_file_flag_and_example(tmp_path):
+    key = SCHEMA["task"]
+    assert (key.flag, key.default, key.help_section, key.commands) == (
+        "--task", "auto", "data", ("run", "distill", "export", "evaluate"))
+    assert "auto: taken from the data" in key.help and "regression" in key.help
+    assert load()["task"] == "auto"
+    cfg = load(write(tmp_path, 'task = "regression"\ndata = "diabetes"\n'), {"seed": "1"})
+    assert cfg["task"] == "regression" and cfg.origin("task").endswith("run.toml")
+    assert cfg["data.source"] == "diabetes"  # a name, not a path next to the file
+    flagged = load(None, {"task": "binary", "data.source": "breast_cancer"})
+    assert flagged["task"] == "binary" and flagged.origin("task") == "--task"
+    with pytest.raises(ConfigError) as info:
+        load(None, {"task": "classification"})
+    assert str(info.value) == ('--task: task = "classification" is not allowed; expected one '
+                               "of 'auto', 'multiclass', 'binary', 'multilabel', "
+                               "'regression'.") and info.value.usage
+    assert 'task = "auto"  # what the model\'s output holds' in config.example_toml()
+    assert tomllib.loads(config.example_toml())["task"] == "auto"
+    again = load(write(tmp_path, flagged.to_toml(), "again.toml"))
+    assert again["task"] == "binary" and again["data.source"] == "breast_cancer"

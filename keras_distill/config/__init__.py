@@ -45,14 +45,15 @@ from keras_distill.registry import (
     LOSS_ARGS,
     PRESET_ARGS,
     QUANTIZATION_MODES,
+    TASKS,
     TRANSFER_METHODS,
 )
 
 __all__ = ["COLOR_MODES", "COMMANDS", "DEFAULT_QUANTIZATION", "DEFAULT_TEACHER_EPOCHS",
            "ENSEMBLE_AVERAGES", "EXPORT_STUDENT", "FORMATS", "KERAS_DATASETS", "LOSS_ARGS",
            "PRESET_ARGS", "QUANTIZATION_MODES", "RESERVED", "RESUME_FREE_KEYS", "SCHEMA",
-           "SHORTHAND", "TRANSFER_METHODS", "Config", "ConfigError", "Key", "example_toml",
-           "flag_name", "load"]
+           "SHORTHAND", "TASKS", "TRANSFER_METHODS", "Config", "ConfigError", "Key",
+           "example_toml", "flag_name", "load"]
 
 
 def example_toml():

@@ -142,6 +142,10 @@ _TOP_LEVEL = [
     Key("qat_learning_rate", "float", None, checks.positive_number,
         "Adam learning rate of quantization-aware fine-tuning (default: learning_rate / 10)",
         _RUN, group="compression"),
+    Key("task", "str", "auto", checks.one_of(registry.TASKS),
+        "what the model's output holds: " + _either(registry.TASKS)
+        + " (auto: taken from the data, e.g. 'binary' for breast_cancer, 'regression' for "
+        "diabetes)", group="data"),
 ]
 
 _DATA = [
