@@ -11,8 +11,10 @@ import keras
 from keras import ops
 
 from keras_distill import guard
+from keras_distill import heads as heads_lib
 from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
+from keras_distill import outputs as outputs_lib
 from keras_distill import teachers as teachers_lib
 from keras_distill.backend import require_tensorflow
 from keras_distill.data import check_training_arrays
@@ -21,14 +23,63 @@ from keras_distill.graph import model_shape, shapes_compatible
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 
 
-def _one_hot(y, logits):
-    """Whether labels ``y`` are one-hot rows for ``logits`` (else class indices)."""
-    return (len(y.shape) == len(logits.shape) and y.shape[-1] == logits.shape[-1]
-            and logits.shape[-1] != 1)
-
-
 def _flat_weights(sample_weight):
     return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
+
+
+def _clean(head, y, logits):
+    """Labels as the losses take them, with the marks of unlabeled samples (−1) set to 0
+    (their weight is 0)."""
+    if "int" in str(y.dtype) and head.output.is_classification:
+        y = ops.maximum(y, 0)
+    return head.shaped_labels(y, logits)
+
+
+def _label_sample(x, y):
+    """Labels to detect output kinds from: ``y`` (NumPy), or a tf.data dataset's first batch."""
+    import numpy as np
+    import tensorflow as tf
+
+    if y is not None:
+        labels, _ = teachers_lib.split_targets(y)
+        if labels is None:
+            return None
+        return keras.tree.map_structure(lambda a: a if isinstance(a, np.ndarray) else (
+            np.asarray(a) if hasattr(a, "__array__") else a), labels)
+    if isinstance(x, tf.data.Dataset):
+        for batch in x.take(1):
+            _, labels, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            labels, _ = teachers_lib.split_targets(labels)
+            return None if labels is None else keras.tree.map_structure(np.asarray, labels)
+    return None
+
+
+def _metrics_for_kinds(metrics, heads):
+    """Compiled metrics with ``"accuracy"`` and ``"auc"`` of binary and multi-label outputs
+    read from logits (Keras would threshold logits at 0.5, or take them for probabilities)."""
+    if metrics is None:
+        return None
+    names = [h.name for h in heads]
+    if len(heads) > 1 and not isinstance(metrics, dict):
+        metrics = {name: metrics for name in names}
+    if isinstance(metrics, dict):
+        per = outputs_lib.per_output(metrics, names, "metrics")
+        return {h.name: _metric_list(m, h) for h, m in zip(heads, per) if m is not None}
+    return _metric_list(metrics, heads[0])
+
+
+def _metric_list(metrics, head):
+    items = metrics if isinstance(metrics, (list, tuple)) else [metrics]
+    if head.output.kind not in (outputs_lib.BINARY, outputs_lib.MULTILABEL):
+        return list(items)
+    converted = []
+    for m in items:
+        if m in ("accuracy", "acc", "binary_accuracy"):
+            m = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")
+        elif m == "auc":
+            m = keras.metrics.AUC(from_logits=True, name="auc")
+        converted.append(m)
+    return converted
 
 
 def _keras_and_file_teacher(teacher, teacher_weights, teacher_average):
@@ -60,29 +111,8 @@ def _checked_alpha(alpha):
     return alpha
 
 
-def _distillation_losses(losses, temperature):
-    """The loss objects, each given ``temperature`` unless it has its own."""
-    if losses is None:
-        losses = [losses_lib.SoftTargetKL()]
-    elif not isinstance(losses, (list, tuple)):
-        losses = [losses]
-    if not losses:
-        raise ValueError("losses is empty; pass at least one distillation loss or None.")
-    return [losses_lib.get(loss).with_temperature(temperature) for loss in losses]
-
-
-def _checked_loss_weights(loss_weights, count):
-    if loss_weights is None:
-        loss_weights = [1.0] * count
-    if not isinstance(loss_weights, (list, tuple)) or len(loss_weights) != count:
-        raise ValueError(
-            f"loss_weights must be a list with one weight per loss: {count} loss(es) "
-            f"but loss_weights={loss_weights!r}."
-        )
-    for w in loss_weights:
-        if not isinstance(w, (int, float)) or not w >= 0:  # also rejects NaN
-            raise ValueError(f"loss_weights must be numbers >= 0; got {loss_weights!r}.")
-    return [float(w) for w in loss_weights]
+#: Output names the Distiller refuses: they are the keys of the cached-outputs carrier.
+_RESERVED_OUTPUT_NAMES = (teachers_lib.LABELS_KEY, teachers_lib.TEACHER_OUTPUTS_KEY)
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -105,19 +135,34 @@ class Distiller(keras.Model):
             (a SavedModel, ``.tflite`` or ``.onnx`` file, used through
             ``fit(..., cache_teacher=True)``); or None, when every batch carries the teacher's
             outputs (``keras_distill.teachers.cache_outputs``).
-        student: a Keras model that outputs logits (no softmax), with the teacher's input and
-            output shapes.
+        student: a Keras model that outputs logits (no softmax or sigmoid) or, for regression,
+            values, with the teacher's input and output shapes. It may have several outputs
+            (a dict or list, named as the teacher's).
         temperature: softening temperature (> 0) for every loss that takes one and was not
             given its own. Default 4.0.
         alpha: weight of the student's loss on the true labels, in [0, 1]. Default 0.1.
         losses: distillation losses: ``keras_distill.losses.DistillationLoss`` instances or
-            names (``"soft_target_kl"``, ``"hard_target_ce"``, ``"logit_mse"``,
-            ``"decoupled_kd"``). Default ``[SoftTargetKL()]``.
-        loss_weights: one non-negative weight per loss. Default all 1.
-        teacher_outputs: ``"logits"``, ``"probabilities"`` (the teacher ends in softmax) or
-            ``"auto"``: a visible final softmax means probabilities; otherwise the first batch
-            decides (non-negative rows that sum to 1 are probabilities). Probabilities are
-            turned into log-probabilities, never treated as logits.
+            names (``"soft_target_kl"``, ``"bernoulli_kl"``, ``"logit_mse"``, ``"huber"``,
+            ...), one or a list; for a model with several outputs, a dict by output name.
+            Default: the output kind's loss (``keras_distill.losses.default_for``): soft-target
+            KL for multi-class, Bernoulli KL for binary and multi-label, MSE to the teacher's
+            outputs for regression. A loss that does not fit its output's kind is refused.
+        loss_weights: one non-negative weight per loss (a dict by output name, with
+            ``losses`` as a dict). Default all 1.
+        teacher_outputs: for classification outputs: ``"logits"``, ``"probabilities"`` (the
+            teacher ends in softmax or sigmoid) or ``"auto"``. Where the teacher shows its
+            logits (a final ``Softmax`` or sigmoid ``Activation`` layer, or a final ``Dense``
+            with that activation) they are read before the activation, which is exact.
+            Otherwise probabilities become log-probabilities (softmax) or
+            ``log p − log(1 − p)`` (sigmoid), never treated as logits; with ``"auto"`` and
+            nothing visible, the first batch decides (rows of non-negative values that sum to 1
+            are softmax probabilities; for binary and multi-label outputs, values all in [0, 1]
+            are sigmoid probabilities).
+        task: what each output holds: ``"auto"`` (detected from the teacher's final
+            activation, the student's compiled loss or the labels), ``"multiclass"``,
+            ``"binary"``, ``"multilabel"``, ``"regression"``, or a dict of them by output name
+            (``keras_distill.outputs``). When nothing tells (a linear output, no loss, no
+            labels) the Distiller raises a ValueError saying what to declare.
         teacher_weights: with a list of teachers, one weight per teacher (default equal).
         teacher_average: with a list of teachers, ``"probabilities"`` (default) or
             ``"logits"``: what the ensemble averages.
@@ -130,7 +175,9 @@ class Distiller(keras.Model):
 
     Labels below zero mark unlabeled samples in a batch of integer labels: they add nothing
     to the label loss or to the metrics, and are still distilled (mix labeled and unlabeled
-    data with ``keras_distill.data.with_unlabeled``).
+    data with ``keras_distill.data.with_unlabeled``). Outputs with positions (a tagger's
+    ``(batch, steps, classes)``) are distilled per position and averaged over the valid ones;
+    a label of −1 or a ``sample_weight`` of 0 there marks padding, left out of every term.
 
     Example:
         >>> import keras
@@ -149,7 +196,8 @@ class Distiller(keras.Model):
 
     def __init__(self, teacher, student, *, temperature=4.0, alpha=0.1, losses=None,
                  loss_weights=None, teacher_outputs="auto", teacher_weights=None,
-                 teacher_average="probabilities", augment=None, mixup=0.0, **kwargs):
+                 teacher_average="probabilities", augment=None, mixup=0.0, task="auto",
+                 **kwargs):
         require_tensorflow("Distiller")
         super().__init__(**kwargs)
         teacher, file_teacher = _keras_and_file_teacher(teacher, teacher_weights,
@@ -170,10 +218,18 @@ class Distiller(keras.Model):
                 f"teacher_outputs must be one of {TEACHER_OUTPUTS}; got {teacher_outputs!r}."
             )
         self.teacher_outputs = teacher_outputs
-        # Stored as `distillation_losses`: keras.Model owns the attribute name `losses`.
-        self.distillation_losses = _distillation_losses(losses, self.temperature)
-        self.loss_weights = _checked_loss_weights(loss_weights, len(self.distillation_losses))
-        self._term_names = self._unique_names([loss.name for loss in self.distillation_losses])
+        self.task = task
+        self._output_names = outputs_lib.names(student)
+        reserved = sorted(set(self._output_names) & set(_RESERVED_OUTPUT_NAMES))
+        if reserved:
+            raise ValueError(
+                f"The student has outputs named {reserved}: those names mark cached teacher "
+                "outputs in the targets ({'labels': ..., 'teacher_outputs': ...}). Rename the "
+                "outputs (the keys of the model's output dict, or their layers).")
+        # [output index or None (a loss on features), loss or None (the kind's default), weight]
+        self._loss_items = heads_lib.parse_losses(losses, loss_weights, self._output_names,
+                                                  self.temperature)
+        self._declared_losses = losses is not None
 
         if not isinstance(mixup, (int, float)) or mixup < 0:
             raise ValueError(f"mixup must be a number >= 0 (0 turns it off); got {mixup!r}.")
@@ -190,21 +246,16 @@ class Distiller(keras.Model):
         if teacher is not None:
             self._check_models(teacher, student)
             teacher.trainable = False
-        elif teachers_lib.outputs_probabilities(student):
-            self._check_models(student, student)  # raises the softmax error
+        self._check_student_outputs(student)
         self.teacher = teacher
         self.student = student
-
-        # Whether the teacher outputs probabilities: -1 undecided, 0 logits, 1 probabilities.
-        # A variable, so that "auto" is decided once, inside the compiled step, and saved.
-        kind = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
-        if teacher_outputs == "auto" and teacher is not None and \
-                teachers_lib.outputs_probabilities(teacher):
-            kind = 1
-        self._teacher_kind = keras.Variable(kind, dtype="int32", trainable=False,
-                                            name="teacher_output_kind",
-                                            aggregation="only_first_replica")
+        self._teacher_setup(teacher)
         self._build_hints()
+        # Output kinds: resolved now when the models tell, else at compile (from the loss) or
+        # at the first fit / evaluate (from the labels).
+        self._heads = None
+        self._compile_args = None
+        self._try_resolve()
         # Teacher, student and adapters are built: so is the Distiller (BackupAndRestore and
         # summary() need that before fit).
         self.built = bool(getattr(student, "built", False))
@@ -229,47 +280,184 @@ class Distiller(keras.Model):
                 f"teacher and student take different inputs: teacher input shape {t_in}, "
                 f"student input shape {s_in}. Both must read the same data."
             )
+        t_outs = outputs_lib._names_and_shapes(teacher)
+        s_outs = outputs_lib._names_and_shapes(student)
+        if len(s_outs) > 1 or len(t_outs) > 1:
+            if len(t_outs) != len(s_outs) or (
+                    isinstance(getattr(student, "_outputs_struct", None), dict)
+                    and [n for n, _ in t_outs] != [n for n, _ in s_outs]):
+                raise ValueError(
+                    f"teacher and student have different outputs: teacher {dict(t_outs)}, "
+                    f"student {dict(s_outs)}. Give the student the teacher's outputs, with "
+                    "the same names.")
+            for (name, t_shape), (_, s_shape) in zip(t_outs, s_outs):
+                if not shapes_compatible(t_shape, s_shape):
+                    raise ValueError(
+                        f"teacher and student disagree on the output {name!r}: teacher shape "
+                        f"{t_shape}, student shape {s_shape}.")
+            return
         t_out, s_out = model_shape(teacher, "output_shape"), model_shape(student, "output_shape")
         if not shapes_compatible(t_out, s_out):
             raise ValueError(
                 f"teacher and student disagree on the outputs: teacher output shape {t_out}, "
                 f"student output shape {s_out}. Give the student one logit per teacher class."
             )
-        if teachers_lib.outputs_probabilities(student):
+
+    def _check_student_outputs(self, student):
+        declared = outputs_lib.per_output(
+            self.task if isinstance(self.task, dict) else
+            {n: self.task for n in self._output_names}, self._output_names, "task")
+        for name, activation, kind in zip(self._output_names, outputs_lib.activations(student),
+                                          declared):
+            if activation is None or kind == outputs_lib.REGRESSION:
+                continue
             raise ValueError(
-                f"The student {student.name!r} ends in a softmax, but distillation needs its "
-                "logits. Remove the softmax from its last layer (e.g. Dense(n) instead of "
-                "Dense(n, activation='softmax')); apply softmax at inference if needed."
-            )
+                f"The student {student.name!r} ends in a {activation} (output {name!r}), but "
+                f"distillation needs its logits. Remove the {activation} from its last layer "
+                f"(e.g. Dense(n) instead of Dense(n, activation='{activation}')); apply "
+                f"{activation} at inference if needed.")
+
+    def _teacher_setup(self, teacher):
+        """How the teacher's outputs become logits: read before a visible final activation
+        (exact), converted from probabilities, or decided on the first batch."""
+        count = len(self._output_names)
+        activations = outputs_lib.activations(teacher) if teacher is not None else []
+        activations = (list(activations) + [None] * count)[:count]
+        sources = teachers_lib.logit_sources(teacher) if teacher is not None and not \
+            getattr(teacher, "outputs_probabilities", None) else None
+        self._teacher_activations = activations
+        forms, tensors, dense_heads = [], [], []
+        for i in range(count):
+            source = sources[i] if sources and i < len(sources) else None
+            exact = activations[i] is not None and source is not None and (
+                source[1] is not None or source[0] is not teacher.outputs[i])
+            if exact:
+                forms.append("logits")
+            elif self.teacher_outputs != "auto":
+                forms.append(self.teacher_outputs)
+            else:
+                forms.append("probabilities" if activations[i] is not None else "auto")
+            tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
+            dense_heads.append(source[1] if exact else None)
+        self._teacher_forms = forms
+        object.__setattr__(self, "_teacher_dense_heads", dense_heads)
+        # A view of the teacher that outputs the tensors its logits are read from, when any
+        # output's logits lie before its final activation.
+        any_exact = any(f == "logits" and a is not None for f, a in zip(forms, activations))
+        object.__setattr__(self, "_teacher_logit_tensors", tensors if any_exact else None)
+        # Whether the teacher outputs probabilities, per output: -1 undecided, 0 logits,
+        # 1 probabilities. Variables, so that "auto" is decided once, inside the compiled
+        # step, and saved.
+        self._teacher_kind_vars = []
+        for i in range(count):
+            value = {"logits": 0, "probabilities": 1}.get(self.teacher_outputs, -1)
+            if self.teacher_outputs == "auto" and activations[i] is not None:
+                value = 1
+            self._teacher_kind_vars.append(keras.Variable(
+                value, dtype="int32", trainable=False,
+                name="teacher_output_kind" if i == 0 else f"teacher_output_kind_{i}",
+                aggregation="only_first_replica"))
+
+    @property
+    def _teacher_kind(self):
+        """The first output's: -1 undecided, 0 logits, 1 probabilities."""
+        return self._teacher_kind_vars[0]
 
     def _build_hints(self):
-        """Multi-output views of teacher and student that also return the hinted features."""
-        hints = [loss for loss in self.distillation_losses if loss.uses_features]
+        """Multi-output views of teacher and student that also return the hinted features
+        (and the teacher's logits before a final activation)."""
+        hints = [loss for index, loss, _ in self._loss_items if index is None]
         self.hint_adapters = []
         self._teacher_taps = self._student_taps = None
+        logit_tensors = self._teacher_logit_tensors
         if not hints:
+            if logit_tensors is not None:
+                object.__setattr__(self, "_teacher_taps",
+                                   keras.Model(self.teacher.inputs, list(logit_tensors)))
             return
         adapters, teacher_view, student_view = hints_lib.feature_views(
-            self.teacher, self.student, hints)
+            self.teacher, self.student, hints, teacher_outputs=logit_tensors)
         self.hint_adapters.extend(adapters)
         # Untracked views: they share the layers (and weights) of teacher and student.
         object.__setattr__(self, "_teacher_taps", teacher_view)
         object.__setattr__(self, "_student_taps", student_view)
 
     # ---------------------------------------------------------------------------------------
-    # compile / call
+    # output kinds
     # ---------------------------------------------------------------------------------------
+
+    def _try_resolve(self, loss=None, labels=None, final=False):
+        """Resolve every output's kind (once); ``final``: raise when nothing tells."""
+        if self._heads is not None:
+            return True
+        teacher_activations = self._teacher_activations
+        if self.teacher is None and self.teacher_outputs == "probabilities":
+            teacher_activations = None
+        try:
+            resolved = outputs_lib.resolve(self.student, self.teacher, self.task, loss=loss,
+                                           labels=labels,
+                                           teacher_activations=teacher_activations)
+        except outputs_lib.AmbiguousOutput:
+            if final:
+                raise
+            return False
+        self._set_heads(resolved)
+        return True
+
+    def _set_heads(self, resolved):
+        items = heads_lib.complete(self._loss_items, resolved, self.temperature)
+        self._loss_items = items
+        self._heads = [heads_lib.Head(i, o, [(loss, w) for index, loss, w in items
+                                             if index == i]) for i, o in enumerate(resolved)]
+        several = len(resolved) > 1
+        names = [loss.name if index is None or not several
+                 else f"{resolved[index].name}_{loss.name}" for index, loss, _ in items]
+        self._term_names = self._unique_names(names)
+        if self._compile_args is not None:
+            self._finish_compile()
+
+    @property
+    def output_kinds(self):
+        """The :class:`keras_distill.outputs.Output` of every output, or None until known."""
+        return None if self._heads is None else [h.output for h in self._heads]
+
+    @property
+    def distillation_losses(self):
+        """Every distillation loss (the outputs' defaults once their kinds are known)."""
+        return [loss for _, loss, _ in self._loss_items if loss is not None]
+
+    @property
+    def loss_weights(self):
+        return [w for _, loss, w in self._loss_items if loss is not None]
+
+    def _resolve_from_data(self, x, y, where):
+        if self._heads is not None:
+            return
+        if hasattr(x, "shape") and hasattr(x, "__len__") and len(x) == 0:
+            raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
+        labels = _label_sample(x, y)
+        loss = None if self._compile_args is None else self._compile_args["loss"]
+        try:
+            self._try_resolve(loss=loss, labels=labels, final=True)
+        except outputs_lib.AmbiguousOutput as err:
+            check_training_arrays(x, y, self.student, where)  # bad data is named first
+            raise ValueError(f"{where}: {err}") from None
 
     def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
         """Configure training.
 
         Args:
             optimizer: a Keras optimizer or its name.
-            loss: the student's loss on the true labels. Default: cross-entropy from logits,
-                sparse for integer labels and categorical for one-hot labels. Cross-entropy
-                names (``"sparse_categorical_crossentropy"``, ...) mean their from-logits form,
-                since the student outputs logits.
-            metrics: metrics on the student's predictions, e.g. ``["accuracy"]``.
+            loss: the student's loss on the true labels (for several outputs, a dict by output
+                name or a list). Default: the output kind's loss from logits: cross-entropy
+                (sparse for integer labels, categorical for one-hot labels), binary
+                cross-entropy for binary and multi-label outputs, mean squared error for
+                regression. Cross-entropy names (``"sparse_categorical_crossentropy"``, ...)
+                mean their from-logits form, since the student outputs logits. The loss is
+                averaged per sample (or valid position); its own reduction is not used.
+            metrics: metrics on the student's predictions, e.g. ``["accuracy"]`` (for several
+                outputs, a dict by output name). ``"accuracy"`` and ``"auc"`` of a binary or
+                multi-label output are read from logits (a logit above 0 is a positive).
             **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``,
                 ``jit_compile``, ``run_eagerly``...). ``loss_weights`` is a constructor
                 argument of the Distiller, not of ``compile``.
@@ -279,9 +467,32 @@ class Distiller(keras.Model):
                 "compile() got loss_weights: distillation loss weights belong to the "
                 "constructor: Distiller(teacher, student, losses=[...], loss_weights=[...])."
             )
-        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
-        self.student_loss_fn = losses_lib.student_label_loss(loss)
-        self._compile_config.config["loss"] = loss
+        per_output = outputs_lib.per_output(loss, self._output_names, "compile(loss=...)")
+        label_losses = [losses_lib.student_label_loss(item) for item in per_output]
+        self._compile_args = {"optimizer": optimizer, "loss": loss, "metrics": metrics,
+                              "label_losses": label_losses, "kwargs": kwargs}
+        if self._heads is None:
+            self._try_resolve(loss=loss)
+        if self._heads is None:  # finished at the first fit / evaluate, once labels are seen
+            super().compile(optimizer=optimizer, loss=None, metrics=None, **kwargs)
+            self._compile_config.config["loss"] = loss
+            self._compile_config.config["metrics"] = metrics
+            self._trackers = {}
+            return
+        self._finish_compile()
+
+    def _finish_compile(self):
+        """compile(), once every output's kind is known: label losses and metrics per kind."""
+        args = self._compile_args
+        for head, fn in zip(self._heads, args["label_losses"]):
+            head.label_loss = fn
+        metrics = _metrics_for_kinds(args["metrics"], self._heads)
+        optimizer = args["optimizer"]
+        if getattr(self, "optimizer", None) is not None and not isinstance(optimizer, str):
+            optimizer = self.optimizer
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **args["kwargs"])
+        self._compile_config.config["loss"] = args["loss"]
+        self._compile_config.config["metrics"] = args["metrics"]
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ["loss", "student_loss", "distillation_loss",
@@ -295,146 +506,175 @@ class Distiller(keras.Model):
         return trackers + compiled
 
     def call(self, inputs, training=None):
-        """The student's logits."""
+        """The student's logits (or values, for regression outputs)."""
         return self.student(inputs, training=training)
 
     # ---------------------------------------------------------------------------------------
     # the step
     # ---------------------------------------------------------------------------------------
 
+    def _flat(self, value):
+        """One entry per output, in output order, from a tensor, a list or a dict by name."""
+        if value is None:
+            return [None] * len(self._output_names)
+        if isinstance(value, dict):
+            return [value.get(name) for name in self._output_names]
+        if isinstance(value, (list, tuple)) and len(self._output_names) > 1:
+            return list(value) + [None] * (len(self._output_names) - len(value))
+        return [value] + [None] * (len(self._output_names) - 1)
+
+    def _packed(self, flat):
+        """Student outputs in the student's own structure (a tensor, a dict or a list)."""
+        if len(flat) == 1:
+            return flat[0]
+        if isinstance(getattr(self.student, "_outputs_struct", None), dict):
+            return dict(zip(self._output_names, flat))
+        return list(flat)
+
     def _teacher_forward(self, x, cached=None):
+        count = len(self._output_names)
         if cached is not None:
-            return ops.stop_gradient(self._as_logits(cached)), []
+            outs = self._flat(cached)
+            return [ops.stop_gradient(self._as_logits(o, i)) for i, o in enumerate(outs)], []
         if self.teacher is None:
             raise ValueError(
                 "This Distiller has no Keras teacher, and the batch carries no teacher "
                 "outputs. Train on keras_distill.teachers.cache_outputs(teacher, x, y), or "
                 "call fit(..., cache_teacher=True) with a FileTeacher.")
         if self._teacher_taps is not None:
-            out, *feats = self._teacher_taps(x, training=False)
+            out = self._teacher_taps(x, training=False)
+            out = list(out) if isinstance(out, (list, tuple)) else [out]
+            outs, feats = out[:count], out[count:]
+            outs = [o if head is None else teachers_lib.dense_logits(head, o)
+                    for o, head in zip(outs, self._teacher_dense_heads)]
         else:
-            out, feats = self.teacher(x, training=False), []
-        return ops.stop_gradient(self._as_logits(out)), [ops.stop_gradient(f) for f in feats]
+            outs, feats = self._flat(self.teacher(x, training=False)), []
+        logits = [ops.stop_gradient(self._as_logits(o, i)) for i, o in enumerate(outs)]
+        return logits, [ops.stop_gradient(f) for f in feats]
 
     def _student_forward(self, x, training):
+        count = len(self._output_names)
         if self._student_taps is not None:
-            out, *feats = self._student_taps(x, training=training)
-        else:
-            out, feats = self.student(x, training=training), []
-        return out, feats
+            out = self._student_taps(x, training=training)
+            return list(out[:count]), list(out[count:])
+        return self._flat(self.student(x, training=training)), []
 
-    def _as_logits(self, out):
-        """Teacher outputs as logits: probabilities become log-probabilities."""
+    def _as_logits(self, out, index):
+        """A teacher output as logits: probabilities become log-probabilities (softmax) or
+        log-odds (sigmoid); regression values are used as they are."""
         out = ops.cast(out, "float32")
-        if self.teacher_outputs == "logits":
+        kind = self._heads[index].output.kind
+        form = self._teacher_forms[index]
+        if kind == outputs_lib.REGRESSION or form == "logits":
             return out
-        log_probs = teachers_lib.to_log_probs(out)
-        if self.teacher_outputs == "probabilities":
-            return log_probs
-        kind = self._teacher_kind
-        looks_like_probs = teachers_lib.looks_like_probabilities(out)
-        decided = ops.where(kind < 0, ops.cast(looks_like_probs, "int32"), kind)
-        kind.assign(decided)
-        return ops.where(decided == 1, log_probs, out)
+        multiclass = kind == outputs_lib.MULTICLASS
+        converted = teachers_lib.to_log_probs(out) if multiclass else \
+            teachers_lib.sigmoid_to_logits(out)
+        if form == "probabilities":
+            return converted
+        variable = self._teacher_kind_vars[index]
+        looks = teachers_lib.looks_like_probabilities(out) if multiclass else \
+            teachers_lib.looks_like_sigmoid(out)
+        decided = ops.where(variable < 0, ops.cast(looks, "int32"), variable)
+        variable.assign(decided)
+        return ops.where(decided == 1, converted, out)
 
-    @staticmethod
-    def _labeled_mask(y, logits, sample_weight):
-        """For integer labels, weight 0 where the label is < 0 (unlabeled); else unchanged."""
-        if _one_hot(y, logits) or "int" not in str(y.dtype):
-            return y, sample_weight
-        flat = ops.reshape(y, (-1,))
-        mask = ops.cast(flat >= 0, "float32")
-        if sample_weight is not None:
-            mask = mask * _flat_weights(sample_weight)
-        return ops.reshape(ops.maximum(y, 0), ops.shape(y)), mask
-
-    def _student_loss(self, y, logits, sample_weight):
-        y, sample_weight = self._labeled_mask(y, logits, sample_weight)
-        fn = self.student_loss_fn
-        if fn is None:
-            fn = (keras.losses.CategoricalCrossentropy(from_logits=True) if _one_hot(y, logits)
-                  else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        if isinstance(fn, keras.losses.Loss):
-            value = fn(y, logits, sample_weight=sample_weight)
-            if fn.reduction == "sum_over_batch_size":
-                # Keras divides this reduction by the number of replicas under tf.distribute;
-                # every term here is a per-replica mean, scaled once in train_step.
-                import tensorflow as tf
-
-                value = value * tf.distribute.get_strategy().num_replicas_in_sync
-            return value
-        per_sample = ops.cast(fn(y, logits), "float32")  # a plain function of (y, logits)
-        if sample_weight is not None:
-            per_sample = per_sample * _flat_weights(sample_weight)
-        return ops.sum(per_sample) / ops.cast(ops.shape(logits)[0], "float32")
+    def _label_terms(self, labels, logits, sample_weight, batch):
+        """The student's loss on the labels, summed over the outputs that have labels."""
+        total = ops.zeros((), "float32")
+        for head, y, z in zip(self._heads, labels, logits):
+            if y is None:
+                continue
+            label_w, _ = head.weights(y, sample_weight)
+            values = head.label_values(_clean(head, y, z), z)
+            total = total + head.mean(values, label_w, batch)
+        return total
 
     def _terms(self, x, y, sample_weight, training, cached=None, mix=None):
         """Forward passes and every loss term, in float32."""
+        if self._heads is None:
+            self._resolve_from_data(None, y, "fit")
         t_logits, t_feats = self._teacher_forward(x, cached)
         s_logits, s_feats = self._student_forward(x, training)
-        s32 = ops.cast(s_logits, "float32")
-        weights = None
-        if sample_weight is not None:
-            weights = _flat_weights(sample_weight)
-        batch = ops.cast(ops.shape(s32)[0], "float32")
+        s32 = [ops.cast(s, "float32") for s in s_logits]
+        labels = self._flat(y)
+        batch = ops.cast(ops.shape(s32[0])[0], "float32")
+        flat_weights = None
+        if sample_weight is not None and len(sample_weight.shape) == 1:
+            flat_weights = _flat_weights(sample_weight)
 
         terms, feat_i = [], 0
-        for loss in self.distillation_losses:
-            if loss.uses_features:
+        for index, loss, _ in self._loss_items:
+            if index is None:  # a loss on features: one value per sample
                 s_feat = s_feats[feat_i]
                 adapter = self.hint_adapters[feat_i]
                 if adapter is not None:
                     s_feat = adapter(s_feat, training=training)
                 per_sample = loss.compute(t_feats[feat_i], ops.cast(s_feat, "float32"))
                 feat_i += 1
-            else:
-                per_sample = loss.compute(t_logits, s32, labels=y)
-            if weights is not None:
-                per_sample = per_sample * weights
-            terms.append(ops.sum(per_sample) / batch)
-        distill = sum(w * t for w, t in zip(self.loss_weights, terms))
-        if y is None:
+                if flat_weights is not None:
+                    per_sample = per_sample * flat_weights
+                terms.append(ops.sum(per_sample) / batch)
+                continue
+            head = self._heads[index]
+            y_out = labels[index]
+            clean = None if y_out is None else _clean(head, y_out, s32[index])
+            per_position = loss.compute(t_logits[index], s32[index], labels=clean)
+            _, distill_w = head.weights(y_out, sample_weight)
+            terms.append(head.mean(per_position, distill_w, batch))
+        distill = sum(w * t for (_, _, w), t in zip(self._loss_items, terms))
+        if all(label is None for label in labels):
             student_loss = ops.zeros((), "float32")
             total = distill
         else:
-            student_loss = ops.cast(self._student_loss(y, s32, sample_weight), "float32")
+            student_loss = self._label_terms(labels, s32, sample_weight, batch)
             if mix is not None:  # mixup: the mixed input's label loss mixes both labels
                 lam, perm = mix
-                other = ops.take(y, perm, axis=0)
+                other = [None if label is None else ops.take(label, perm, axis=0)
+                         for label in labels]
                 other_w = None if sample_weight is None else ops.take(sample_weight, perm, 0)
-                student_loss = lam * student_loss + (1.0 - lam) * ops.cast(
-                    self._student_loss(other, s32, other_w), "float32")
+                student_loss = lam * student_loss + (1.0 - lam) * self._label_terms(
+                    other, s32, other_w, batch)
             total = self.alpha * student_loss + (1.0 - self.alpha) * distill
         # Components first, the total last: a non-finite value is reported by its source.
         named = {"student_loss": student_loss}
         if len(terms) > 1:
             named.update(zip(self._term_names, terms))
         named.update(distillation_loss=distill, loss=total)
-        return s_logits, named
+        return self._packed(s_logits), named
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         """Update the compiled metrics on the student's predictions and the true labels.
 
-        Cached teacher outputs in ``y`` are set aside, and unlabeled samples (integer labels
-        below zero) are left out.
+        Cached teacher outputs in ``y`` are set aside, and unlabeled samples and padded
+        positions (integer labels below zero) are left out.
         """
         import tensorflow as tf
 
         labels, _ = teachers_lib.split_targets(y)
-        if labels is not None and self._compile_metrics is not None:
-            _, mask = self._labeled_mask(labels, y_pred, None)
-            if mask is not None:  # drop unlabeled rows (plain metrics ignore sample weights)
-                keep = tf.reshape(mask > 0, (-1,))
+        if labels is None or self._compile_metrics is None:
+            return self.get_metrics_result()
+        if len(self._heads) == 1:
+            head = self._heads[0]
+            label_w, _ = head.weights(labels, sample_weight)
+            if not head.output.positions and label_w is not None and sample_weight is None:
+                # drop unlabeled rows (plain metrics ignore sample weights)
+                keep = tf.reshape(label_w > 0, (-1,))
                 labels, y_pred = tf.boolean_mask(labels, keep), tf.boolean_mask(y_pred, keep)
-                if sample_weight is not None:
-                    sample_weight = tf.boolean_mask(sample_weight, keep)
+            else:
+                if label_w is not None:
+                    sample_weight = label_w
+                if "int" in str(labels.dtype):
+                    labels = tf.maximum(labels, 0)
             self._compile_metrics.update_state(labels, y_pred, sample_weight)
+            return self.get_metrics_result()
+        self._compile_metrics.update_state(labels, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def _update(self, named, y, y_pred, sample_weight):
         # Weighted by batch size, as Keras does: epoch values are per-sample means, whatever
         # the batch size (a short last batch does not count as much as a full one).
-        batch = ops.shape(y_pred)[0]
+        batch = ops.shape(keras.tree.flatten(y_pred)[0])[0]
         for name, value in named.items():
             self._trackers[name].update_state(value, sample_weight=batch)
         return self.compute_metrics(None, y, y_pred, sample_weight)
@@ -517,14 +757,15 @@ class Distiller(keras.Model):
 
         if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
             raise ValueError("fit: the dataset is empty (0 batches); pass some data.")
-        check_training_arrays(x, y, self.student, "fit")
+        self._resolve_from_data(x, y, "fit")
+        self._check_arrays(x, y, "fit")
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            check_training_arrays(validation[0], validation[1], self.student, "validation_data")
+            self._check_arrays(validation[0], validation[1], "validation_data")
         if cache_teacher:
             x, y = self._with_cached_outputs(x, y, cache_dir, teacher_batch_size)
-        elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not (
-                isinstance(y, dict) and teachers_lib.TEACHER_OUTPUTS_KEY in y):
+        elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not \
+                teachers_lib.is_carrier(y):
             raise ValueError(
                 "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
                 "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
@@ -539,8 +780,12 @@ class Distiller(keras.Model):
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""
-        check_training_arrays(x, y, self.student, "evaluate")
+        self._resolve_from_data(x, y, "evaluate")
+        self._check_arrays(x, y, "evaluate")
         return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_arrays(self, x, y, where):
+        check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)
 
     def _with_cached_outputs(self, x, y, cache_dir, batch_size):
         import tensorflow as tf
@@ -550,7 +795,7 @@ class Distiller(keras.Model):
                 "cache_teacher=True cannot be combined with augment or mixup: augmented inputs "
                 "change every epoch, so the teacher must see each one. Turn the cache off, or "
                 "the augmentation.")
-        if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape") or isinstance(y, dict):
+        if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape") or teachers_lib.is_carrier(y):
             raise ValueError(
                 "cache_teacher=True needs NumPy arrays x (and y). For a tf.data pipeline, build "
                 "the cached dataset with keras_distill.teachers.cache_outputs(teacher, x, y) "
@@ -576,15 +821,32 @@ class Distiller(keras.Model):
             "student": keras.saving.serialize_keras_object(self.student),
             "temperature": self.temperature,
             "alpha": self.alpha,
-            "losses": [keras.saving.serialize_keras_object(loss)
-                       for loss in self.distillation_losses],
-            "loss_weights": list(self.loss_weights),
+            **self._losses_config(),
             "teacher_outputs": self.teacher_outputs,
+            "task": (self.task if self._heads is None
+                     else outputs_lib.to_config(self.output_kinds)),
             "mixup": self.mixup,
             # A Keras layer is saved; a plain function is not (pass it again after loading).
             "augment": (keras.saving.serialize_keras_object(self.augment)
                         if isinstance(self.augment, keras.layers.Layer) else None),
         }
+
+    def _losses_config(self):
+        """``losses`` and ``loss_weights`` as given: a list (one output) or dicts by output
+        name; None for the kinds' defaults."""
+        if not self._declared_losses:
+            return {"losses": None, "loss_weights": None}
+        serialize = keras.saving.serialize_keras_object
+        if len(self._output_names) == 1:
+            items = [(loss, w) for _, loss, w in self._loss_items]
+            return {"losses": [serialize(loss) for loss, _ in items],
+                    "loss_weights": [w for _, w in items]}
+        losses, weights = {}, {}
+        for index, loss, w in self._loss_items:
+            name = self._output_names[index or 0]
+            losses.setdefault(name, []).append(serialize(loss))
+            weights.setdefault(name, []).append(w)
+        return {"losses": losses, "loss_weights": weights}
 
     @classmethod
     def from_config(cls, config):
@@ -592,8 +854,12 @@ class Distiller(keras.Model):
         for key in ("teacher", "student", "augment"):
             if config.get(key) is not None:
                 config[key] = keras.saving.deserialize_keras_object(config[key])
-        config["losses"] = [keras.saving.deserialize_keras_object(loss)
-                            for loss in config["losses"]]
+        losses = config.get("losses")
+        if isinstance(losses, list):
+            config["losses"] = [keras.saving.deserialize_keras_object(loss) for loss in losses]
+        elif isinstance(losses, dict):
+            config["losses"] = {name: [keras.saving.deserialize_keras_object(loss)
+                                       for loss in items] for name, items in losses.items()}
         return cls(**config)
 
     def get_compile_config(self):

@@ -106,7 +106,7 @@ def make_adapter(student_shape, teacher_shape, name):
     return keras.Model(inputs, x, name=name)
 
 
-def feature_views(teacher, student, hints):
+def feature_views(teacher, student, hints, teacher_outputs=None):
     """Adapters, and views of both models that also return the hinted features.
 
     Args:
@@ -114,12 +114,14 @@ def feature_views(teacher, student, hints):
         student: the student.
         hints: the losses that compare features (``loss.uses_features``), each with a
             ``teacher_layer`` and a ``student_layer``.
+        teacher_outputs: the teacher's tensors to return first (default ``teacher.outputs``;
+            the Distiller passes the tensors before a final activation).
 
     Returns:
         ``(adapters, teacher_view, student_view)``: one adapter per hint (None where the
         shapes already match, see :func:`make_adapter`), and two ``keras.Model`` views that
         share the layers (and weights) of teacher and student and output
-        ``[logits, *features]``, so features and logits come from one forward pass.
+        ``[*outputs, *features]``, so features and logits come from one forward pass.
 
     Raises:
         ValueError: no Keras teacher, or an ensemble (whose intermediate layers are not one
@@ -141,6 +143,7 @@ def feature_views(teacher, student, hints):
     s_feats = [layer_output(student, h.student_layer, "student") for h in hints]
     adapters = [make_adapter(sf.shape, tf_.shape, name=f"hint_adapter_{i}")
                 for i, (tf_, sf) in enumerate(zip(t_feats, s_feats))]
-    teacher_view = keras.Model(teacher.inputs, [teacher.outputs[0], *t_feats])
-    student_view = keras.Model(student.inputs, [student.outputs[0], *s_feats])
+    outputs = list(teacher.outputs if teacher_outputs is None else teacher_outputs)
+    teacher_view = keras.Model(teacher.inputs, [*outputs, *t_feats])
+    student_view = keras.Model(student.inputs, [*student.outputs, *s_feats])
     return adapters, teacher_view, student_view

@@ -36,6 +36,10 @@ MULTICLASS, BINARY, MULTILABEL, REGRESSION = KINDS
 CLASSIFICATION = (MULTICLASS, BINARY, MULTILABEL)
 
 
+class AmbiguousOutput(ValueError):
+    """An output whose kind nothing tells (a linear output, no compiled loss, no labels)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Output:
     """One output of a model.
@@ -340,7 +344,7 @@ def resolve(student, teacher=None, task="auto", *, loss=None, labels=None,
             kind = BINARY if units == 1 else MULTILABEL
         kind = kind or kind_of_loss(out_loss, units) or kind_of_labels(y, shape)
         if kind is None:
-            raise ValueError(_ambiguous(name, shape, len(shapes)))
+            raise AmbiguousOutput(_ambiguous(name, shape, len(shapes)))
         check_declared(kind, units, name)
         result.append(Output(name, kind, int(units), max(0, len(shape) - 2)))
     return result

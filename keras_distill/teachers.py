@@ -58,6 +58,76 @@ def looks_like_probabilities(out, atol=1e-3):
     return ops.logical_and(ops.all(out >= 0), ops.all(ops.abs(ops.sum(out, axis=-1) - 1) < atol))
 
 
+def sigmoid_to_logits(p):
+    """Sigmoid probabilities to logits, ``log p − log(1 − p)``, both floored at the smallest
+    normal float32 (so ``p = 0`` or ``1`` give about ∓87, never ±inf).
+
+    Exact only as far as float32 resolves ``1 − p``: read a sigmoid model's logits before its
+    activation where it shows them (the Distiller does, see :func:`logit_sources`).
+
+    Example:
+        >>> round(float(sigmoid_to_logits(np.float32(0.5))), 6), float(sigmoid_to_logits(1.0)) > 80
+        (0.0, True)
+    """
+    p = ops.cast(p, "float32")
+    return ops.log(ops.maximum(p, _TINY)) - ops.log(ops.maximum(1.0 - p, _TINY))
+
+
+def looks_like_sigmoid(out):
+    """A boolean tensor: every value is in [0, 1] (sigmoid probabilities, not logits)."""
+    out = ops.cast(out, "float32")
+    return ops.logical_and(ops.all(out >= 0), ops.all(out <= 1))
+
+
+def logit_sources(model):
+    """Where each output's logits can be read exactly, before a final softmax or sigmoid.
+
+    Returns:
+        One ``(tensor, head)`` per output of a Functional or Sequential ``model``, or None
+        for other models: ``tensor`` is a symbolic tensor of the model, and the output's
+        logits are ``tensor`` itself when ``head`` is None, else ``head``'s affine part applied
+        to it (``head`` is the final ``Dense`` whose activation is skipped). An output whose
+        activation cannot be skipped (or that has none) is the output tensor itself.
+
+    Example:
+        >>> x = keras.Input((3,))
+        >>> model = keras.Model(x, keras.layers.Dense(1, activation="sigmoid")(x))
+        >>> [type(head).__name__ for _, head in logit_sources(model)]
+        ['Dense']
+    """
+    from keras_distill import outputs as outputs_lib
+
+    try:
+        tensors = list(model.outputs)
+    except (AttributeError, ValueError):
+        return None
+    if not tensors:
+        return None
+    sources = []
+    for tensor in tensors:
+        layer = outputs_lib._producer(tensor)
+        activation = outputs_lib.final_activation(tensor)
+        source = (tensor, None)
+        try:
+            if activation is not None and isinstance(
+                    layer, (keras.layers.Softmax, keras.layers.Activation)):
+                source = (layer.input, None)
+            elif activation is not None and type(layer) is keras.layers.Dense and \
+                    getattr(layer, "quantization_mode", None) is None and \
+                    getattr(layer, "lora_enabled", False) is False:
+                source = (layer.input, layer)
+        except (AttributeError, ValueError, RuntimeError):  # a layer used more than once
+            pass
+        sources.append(source)
+    return sources
+
+
+def dense_logits(head, h):
+    """A final ``Dense`` layer's output before its activation: ``h · kernel + bias``."""
+    z = ops.matmul(h, head.kernel)
+    return z if head.bias is None else z + head.bias
+
+
 # ------------------------------------------------------------------------------------------
 # Ensembles
 # ------------------------------------------------------------------------------------------
@@ -330,7 +400,9 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
     With ``cache_dir``, they are stored in ``<cache_dir>/teacher-<key>.npy`` (read back as a
     memory map, so larger-than-memory caches work) together with a ``.json`` description;
     ``key`` hashes the teacher's weights and the inputs, so a stale cache (other weights, other
-    data) is never reused: it is simply not found, and is recomputed.
+    data) is never reused: it is simply not found, and is recomputed. A teacher with several
+    outputs (a dict or list) gives the same structure of arrays, one file per output
+    (``teacher-<key>-<i>.npy``).
 
     Args:
         teacher: a Keras model, an ``Ensemble`` or a ``FileTeacher``.
@@ -339,8 +411,9 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
         cache_dir: folder for the cache, or None to keep the outputs in memory only.
 
     Returns:
-        ``(outputs, info)``: a float32 array with one row per sample, and a dict with ``key``,
-        ``path`` (or None) and ``reused`` (True when read from ``cache_dir``).
+        ``(outputs, info)``: a float32 array with one row per sample (or a dict / list of them,
+        as the teacher outputs), and a dict with ``key``, ``path`` (or None) and ``reused``
+        (True when read from ``cache_dir``).
     """
     x = np.asarray(x)
     if len(x) == 0:
@@ -350,38 +423,69 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
     if cache_dir is not None:
         os.makedirs(cache_dir, exist_ok=True)
         path = os.path.join(os.fspath(cache_dir), f"teacher-{key}.npy")
-        meta_path = path[:-4] + ".json"
-        if os.path.exists(path) and os.path.exists(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
-            out = np.load(path, mmap_mode="r")
-            if meta.get("key") == key and out.shape[0] == len(x):
-                return out, {"key": key, "path": path, "reused": True}
-    out = None
+        reused = _read_cache(path, key, len(x))
+        if reused is not None:
+            return reused, {"key": key, "path": path, "reused": True}
+    leaves = structure = None
     # Large chunks, each one predict() call in batches: a predict() call has a fixed cost, and
     # a chunk bounds the memory a memory-mapped x needs at once.
     chunk = max(batch_size, 16384)
     for start in range(0, len(x), chunk):
-        part = np.asarray(teacher.predict(x[start:start + chunk], batch_size=batch_size,
-                                          verbose=0), dtype=np.float32)
-        if out is None:
-            shape = (len(x), *part.shape[1:])
-            if path is not None:
-                tmp = path + ".partial"
-                out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
-            else:
-                out = np.empty(shape, np.float32)
-        out[start:start + len(part)] = part
+        part = teacher.predict(x[start:start + chunk], batch_size=batch_size, verbose=0)
+        parts = [np.asarray(p, np.float32) for p in keras.tree.flatten(part)]
+        if leaves is None:
+            structure = part
+            paths = [None] * len(parts) if path is None else _leaf_paths(path, len(parts))
+            leaves = [_new_leaf(p, (len(x), *a.shape[1:])) for p, a in zip(paths, parts)]
+        for leaf, a in zip(leaves, parts):
+            leaf[start:start + len(a)] = a
     if path is not None:
-        out.flush()
-        del out
-        os.replace(path + ".partial", path)  # never a half-written cache under the real name
+        for leaf in leaves:
+            leaf.flush()
+        del leaves
+        paths = _leaf_paths(path, len(keras.tree.flatten(structure)))
+        for p in paths:  # never a half-written cache under the real name
+            os.replace(p + ".partial", p)
+        names = sorted(structure) if isinstance(structure, dict) else None
         with open(path[:-4] + ".json.partial", "w") as f:
-            json.dump({"key": key, "samples": len(x), "teacher": getattr(teacher, "name", None)
+            json.dump({"key": key, "samples": len(x), "outputs": len(paths), "names": names,
+                       "teacher": getattr(teacher, "name", None)
                        or getattr(teacher, "path", None)}, f)
         os.replace(path[:-4] + ".json.partial", path[:-4] + ".json")
-        out = np.load(path, mmap_mode="r")
-    return out, {"key": key, "path": path, "reused": False}
+        return _read_cache(path, key, len(x)), {"key": key, "path": path, "reused": False}
+    return keras.tree.pack_sequence_as(structure, leaves), {"key": key, "path": None,
+                                                            "reused": False}
+
+
+def _leaf_paths(path, count):
+    return [path] if count == 1 else [f"{path[:-4]}-{i}.npy" for i in range(count)]
+
+
+def _new_leaf(path, shape):
+    if path is None:
+        return np.empty(shape, np.float32)
+    return np.lib.format.open_memmap(path + ".partial", mode="w+", dtype=np.float32,
+                                     shape=shape)
+
+
+def _read_cache(path, key, samples):
+    """The cached outputs under ``path`` (memory-mapped), or None when absent or stale."""
+    meta_path = path[:-4] + ".json"
+    if not (os.path.exists(path) or os.path.exists(path[:-4] + "-0.npy")) or \
+            not os.path.exists(meta_path):
+        return None
+    with open(meta_path) as f:
+        meta = json.load(f)
+    paths = _leaf_paths(path, int(meta.get("outputs", 1)))
+    if meta.get("key") != key or not all(os.path.exists(p) for p in paths):
+        return None
+    leaves = [np.load(p, mmap_mode="r") for p in paths]
+    if any(leaf.shape[0] != samples for leaf in leaves):
+        return None
+    if len(leaves) == 1 and meta.get("names") is None:
+        return leaves[0]
+    names = meta.get("names")
+    return dict(zip(names, leaves)) if names else leaves
 
 
 def targets_with_outputs(outputs, labels=None):
@@ -399,10 +503,18 @@ def targets_with_outputs(outputs, labels=None):
         >>> sorted(targets), split_targets(targets)[0].tolist()
         (['labels', 'teacher_outputs'], [0, 1])
     """
-    targets = {TEACHER_OUTPUTS_KEY: np.asarray(outputs)}
+    targets = {TEACHER_OUTPUTS_KEY: keras.tree.map_structure(np.asarray, outputs)}
     if labels is not None:
-        targets[LABELS_KEY] = np.asarray(labels)
+        targets[LABELS_KEY] = keras.tree.map_structure(np.asarray, labels)
     return targets
+
+
+def is_carrier(y):
+    """Whether targets ``y`` carry cached teacher outputs: a dict with the key
+    ``"teacher_outputs"`` and no key but it and ``"labels"`` (a model's own dict of labels has
+    its output names as keys; the Distiller refuses outputs named like these two)."""
+    return isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y and \
+        set(y) <= {TEACHER_OUTPUTS_KEY, LABELS_KEY}
 
 
 def split_targets(y):
@@ -412,7 +524,7 @@ def split_targets(y):
         >>> split_targets(np.array([1, 2]))
         (array([1, 2]), None)
     """
-    if isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y:
+    if is_carrier(y):
         return y.get(LABELS_KEY), y[TEACHER_OUTPUTS_KEY]
     return y, None
 

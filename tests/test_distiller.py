@@ -175,7 +175,10 @@ def test_unlabeled_data_distills_from_the_teacher_alone(digits, trained_teacher)
     student = student_mlp(digits.input_shape, 10)
     teacher_pred = trained_teacher.predict(digits.x_test, verbose=0)
     start = agreement(student.predict(digits.x_test, verbose=0), teacher_pred)
-    d = Distiller(trained_teacher, student, alpha=0.5)
+    # Without labels, nothing says that the linear outputs are class logits: declared.
+    with pytest.raises(ValueError, match="task="):
+        Distiller(trained_teacher, student).fit(digits.x_train, epochs=1, verbose=0)
+    d = Distiller(trained_teacher, student, alpha=0.5, task="multiclass")
     d.compile(keras.optimizers.Adam(1e-2))
     history = d.fit(digits.x_train, epochs=6, batch_size=64, verbose=0)
     assert history.history["student_loss"] == [0.0] * 6
@@ -468,10 +471,10 @@ def test_non_finite_term_stops_fit_and_names_it(small):
     ("inf", "NaN or infinite"),
     ("label_high", r"labels must be class indices in \[0, 3\].*from 0 to 9"),
     ("label_shape", r"shape \(N,\) or \(N, 1\)"),
-    ("length", "x has 32 samples but y has 31"),
+    ("length", "x has 32 samples but the labels have 31"),
     ("input_shape", r"inputs of shape \(5,\) do not match the models' input shape \(6,\)"),
     ("empty", "x is empty"),
-    ("onehot_cols", "one-hot labels have 3 columns but the student has 4"),
+    ("onehot_cols", r"one-hot \(or soft\) labels must have shape \(N, 4\)"),
 ])
 def test_bad_numpy_data_is_refused_before_training(small, case, match):
     x, y = small

@@ -131,23 +131,23 @@ FIT_ROWS = {
     "fit: NaN in float labels": (
         lambda dist, d: dist.fit(d.x_train, np.where(d.y_train == 3, np.nan, d.y_train)
                                  .astype("float32"), verbose=0),
-        ValueError, ["y has NaN"], ["fix the labels"]),
+        ValueError, ["labels have NaN"], ["fix their labels"]),
     "fit: labels out of range": (
         lambda dist, d: dist.fit(d.x_train, d.y_train + 5, verbose=0),
-        ValueError, ["found values from 5 to 14", "10 outputs"], ["class indices in [0, 9]"]),
+        ValueError, ["found values from 5 to 14", "has 10 classes"], ["class indices in [0, 9]"]),
     "evaluate: negative labels": (
         lambda dist, d: dist.evaluate(d.x_test, d.y_test - 3, verbose=0),
         ValueError, ["found values from -3"], ["class indices in [0, 9]"]),
     "fit: integer labels of wrong shape": (
         lambda dist, d: dist.fit(d.x_train, np.stack([d.y_train] * 2, 1), verbose=0),
-        ValueError, ["got (1167, 2)"], ["(N,) or (N, 1)", "One-hot labels must be floats"]),
+        ValueError, ["got (1167, 2)"], ["(N,) or (N, 1)", "One-hot labels are floats"]),
     "fit: one-hot labels with wrong width": (
         lambda dist, d: dist.fit(d.x_train, np.eye(7, dtype="float32")[d.y_train % 7],
                                  verbose=0),
-        ValueError, ["7 columns", "10 outputs"], ["one-hot"]),
+        ValueError, ["got (1167, 7)", "(N, 10)"], ["one column per class"]),
     "fit: fewer labels than samples": (
         lambda dist, d: dist.fit(d.x_train, d.y_train[:-3], verbose=0),
-        ValueError, ["1167 samples but y has 1164"], ["one label per sample"]),
+        ValueError, ["1167 samples but the labels have 1164"], ["one label per sample"]),
     "fit: inputs of the wrong shape": (
         lambda dist, d: dist.fit(d.x_train.reshape(len(d.x_train), -1), d.y_train, verbose=0),
         ValueError, ["(64,)", "(8, 8, 1)"], ["Reshape the data"]),
