@@ -323,8 +323,8 @@ class Distiller(keras.Model):
         count = len(self._output_names)
         activations = outputs_lib.activations(teacher) if teacher is not None else []
         activations = (list(activations) + [None] * count)[:count]
-        sources = teachers_lib.logit_sources(teacher) if teacher is not None and not \
-            getattr(teacher, "outputs_probabilities", None) else None
+        sources = None if teacher is None or hasattr(teacher, "output_activation") else \
+            teachers_lib.logit_sources(teacher)
         self._teacher_activations = activations
         forms, tensors, dense_heads = [], [], []
         for i in range(count):
@@ -393,8 +393,11 @@ class Distiller(keras.Model):
         teacher_activations = self._teacher_activations
         if self.teacher is None and self.teacher_outputs == "probabilities":
             teacher_activations = None
+        task = self.task
+        if task == "auto" and getattr(self.teacher, "task", None) in outputs_lib.KINDS:
+            task = self.teacher.task  # an Ensemble's declared kind
         try:
-            resolved = outputs_lib.resolve(self.student, self.teacher, self.task, loss=loss,
+            resolved = outputs_lib.resolve(self.student, self.teacher, task, loss=loss,
                                            labels=labels,
                                            teacher_activations=teacher_activations)
         except outputs_lib.AmbiguousOutput:

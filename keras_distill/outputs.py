@@ -131,11 +131,13 @@ def final_activation(tensor):
 def activations(model):
     """One of ``"softmax"``, ``"sigmoid"`` or None per output of ``model``.
 
-    A model may declare ``outputs_probabilities`` (``keras_distill.teachers.Ensemble`` does):
-    True means a softmax.
+    A model may declare its ``output_activation`` (``keras_distill.teachers.Ensemble`` does)
+    or ``outputs_probabilities`` (True means a softmax).
     """
-    declared = getattr(model, "outputs_probabilities", None)
     tensors = list(getattr(model, "outputs", None) or [])
+    if hasattr(model, "output_activation"):  # declared (keras_distill.teachers.Ensemble)
+        return [model.output_activation] * max(1, len(tensors))
+    declared = getattr(model, "outputs_probabilities", None)
     if declared is not None:
         return ["softmax" if declared else None] * max(1, len(tensors))
     if tensors:

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_distill import outputs as outputs_lib
 from keras_distill.graph import model_shape
 from keras_distill.registry import ENSEMBLE_AVERAGES
 
@@ -95,8 +96,6 @@ def logit_sources(model):
         >>> [type(head).__name__ for _, head in logit_sources(model)]
         ['Dense']
     """
-    from keras_distill import outputs as outputs_lib
-
     try:
         tensors = list(model.outputs)
     except (AttributeError, ValueError):
@@ -149,6 +148,11 @@ class Ensemble(keras.Model):
             ``"logits"`` (the model outputs the weighted mean of the members' logits, with
             log-probabilities standing in for a probability member's logits).
         member_outputs: ``"auto"`` or a list of ``"logits"``/``"probabilities"``, one per member.
+        task: what the members' outputs hold (``keras_distill.outputs``): ``"auto"`` (a member
+            ending in sigmoid means binary / multi-label; a linear output of one unit must be
+            declared), ``"multiclass"`` (softmax probabilities or logits, as above),
+            ``"binary"`` / ``"multilabel"`` (sigmoid probabilities averaged, or log-odds with
+            ``average="logits"``) or ``"regression"`` (the weighted mean of the values).
 
     Example:
         >>> import keras
@@ -159,7 +163,7 @@ class Ensemble(keras.Model):
     """
 
     def __init__(self, members, weights=None, average="probabilities", member_outputs="auto",
-                 **kwargs):
+                 task="auto", **kwargs):
         super().__init__(**kwargs)
         if not isinstance(members, (list, tuple)) or not members:
             raise ValueError(f"Ensemble needs a non-empty list of models; got {members!r}.")
@@ -196,8 +200,16 @@ class Ensemble(keras.Model):
         self.weights_ = [float(w) / float(sum(weights)) for w in weights]
         self.average = average
         self.member_outputs = member_outputs
+        self.task = _ensemble_task(members, task, shapes)
         self._kinds = kinds  # True / False / None (decided per batch)
-        self.outputs_probabilities = average == "probabilities"
+        if self.task in ("binary", "multilabel"):
+            self._kinds = [outputs_lib.activations(m)[0] == "sigmoid" or
+                           (member_outputs != "auto" and k) for m, k in zip(members, kinds)]
+        #: The activation of the ensemble's output: what the Distiller converts from.
+        self.output_activation = None
+        if average == "probabilities" and self.task != "regression":
+            self.output_activation = "softmax" if self.task == "multiclass" else "sigmoid"
+        self.outputs_probabilities = self.output_activation == "softmax"
         self.built = all(getattr(m, "built", False) for m in members)
 
     def _member_log_probs_or_logits(self, out, kind):
@@ -211,9 +223,15 @@ class Ensemble(keras.Model):
     def call(self, inputs, training=False):
         total = None
         for member, w, kind in zip(self.members, self.weights_, self._kinds):
-            out = member(inputs, training=False)
-            z, _ = self._member_log_probs_or_logits(out, kind)
-            term = w * (ops.softmax(z, axis=-1) if self.average == "probabilities" else z)
+            out = ops.cast(member(inputs, training=False), "float32")
+            if self.task == "regression":
+                term = w * out
+            elif self.task == "multiclass":
+                z, _ = self._member_log_probs_or_logits(out, kind)
+                term = w * (ops.softmax(z, axis=-1) if self.average == "probabilities" else z)
+            else:  # sigmoid outputs: probabilities averaged, or log-odds
+                z = sigmoid_to_logits(out) if kind else out
+                term = w * (ops.sigmoid(z) if self.average == "probabilities" else z)
             total = term if total is None else total + term
         return total
 
@@ -227,6 +245,7 @@ class Ensemble(keras.Model):
             "weights": list(self.weights_),
             "average": self.average,
             "member_outputs": self.member_outputs,
+            "task": self.task,
         }
 
     @classmethod
@@ -234,6 +253,24 @@ class Ensemble(keras.Model):
         config = dict(config)
         config["members"] = [keras.saving.deserialize_keras_object(m) for m in config["members"]]
         return cls(**config)
+
+
+def _ensemble_task(members, task, shapes):
+    """The ensemble's output kind: declared, or told by the members' final activations."""
+    if task != "auto":
+        if task not in outputs_lib.KINDS:
+            raise ValueError(f"Ensemble task must be 'auto' or one of {outputs_lib.KINDS}; "
+                             f"got {task!r}.")
+        return task
+    acts = {a for m in members for a in outputs_lib.activations(m)[:1]}
+    units = next(iter(shapes))[-1] if shapes else None
+    if "sigmoid" in acts:
+        return "binary" if units == 1 else "multilabel"
+    if units == 1:
+        raise ValueError(
+            "Ensemble members with one linear output unit may give binary logits or "
+            "regression values: declare Ensemble(..., task='binary') or task='regression'.")
+    return "multiclass"
 
 
 # ------------------------------------------------------------------------------------------

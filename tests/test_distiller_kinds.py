@@ -501,3 +501,32 @@ def test_kinds_compile_under_xla(xs, kind):
     history = d.fit(x, y, epochs=2, batch_size=32, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
     assert d.jit_compile is True
+
+
+@pytest.mark.parametrize("kind", ["binary", "regression"])
+def test_ensembles_of_binary_or_regression_teachers(xs, kind):
+    """One-unit members: sigmoid probabilities averaged (never a softmax over one value),
+    or the mean of regression values."""
+    from keras_distill.teachers import Ensemble
+
+    activation = "sigmoid" if kind == "binary" else None
+    members = [mlp(1, 1, "a", activation=activation), mlp(1, 4, "b", activation=activation)]
+    if kind == "regression":
+        with pytest.raises(ValueError, match="task='binary'\\) or task='regression'"):
+            Ensemble(members)
+    ensemble = Ensemble(members, weights=[1, 3], task="auto" if kind == "binary" else kind)
+    outs = [m.predict(xs[:64], verbose=0) for m in members]
+    expected = 0.25 * outs[0] + 0.75 * outs[1]
+    np.testing.assert_allclose(ensemble.predict(xs[:64], verbose=0), expected, atol=1e-5)
+    student = mlp(1, 7, "s")
+    d = Distiller(ensemble, student, alpha=0.0)
+    assert [o.kind for o in d.output_kinds] == [kind]
+    d.compile("sgd")
+    got = d.evaluate(xs[:64], batch_size=64, verbose=0, return_dict=True)
+    s = student.predict(xs[:64], verbose=0).astype("float64")
+    if kind == "binary":
+        t = np.log(expected) - np.log1p(-expected)
+        reference = np_bernoulli_kl(t.astype("float64"), s, 4.0).mean()
+    else:
+        reference = ((expected - s) ** 2).mean()
+    assert got["distillation_loss"] == pytest.approx(reference, rel=1e-4)
