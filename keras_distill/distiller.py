@@ -490,10 +490,9 @@ class Distiller(keras.Model):
         for head, fn in zip(self._heads, args["label_losses"]):
             head.label_loss = fn
         metrics = _metrics_for_kinds(args["metrics"], self._heads)
-        optimizer = args["optimizer"]
-        if getattr(self, "optimizer", None) is not None and not isinstance(optimizer, str):
-            optimizer = self.optimizer
-        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **args["kwargs"])
+        with self.distribute_strategy.scope():  # compile may finish at fit, outside the scope
+            super().compile(optimizer=args["optimizer"], loss=None, metrics=metrics,
+                            **args["kwargs"])
         self._compile_config.config["loss"] = args["loss"]
         self._compile_config.config["metrics"] = args["metrics"]
         self._trackers = {
@@ -596,7 +595,9 @@ class Distiller(keras.Model):
     def _terms(self, x, y, sample_weight, training, cached=None, mix=None):
         """Forward passes and every loss term, in float32."""
         if self._heads is None:
-            self._resolve_from_data(None, y, "fit")
+            raise ValueError(
+                "The Distiller does not know what its outputs hold yet: call fit / evaluate "
+                "(which read the labels), or declare Distiller(..., task=...).")
         t_logits, t_feats = self._teacher_forward(x, cached)
         s_logits, s_feats = self._student_forward(x, training)
         s32 = [ops.cast(s, "float32") for s in s_logits]
@@ -786,6 +787,14 @@ class Distiller(keras.Model):
         self._resolve_from_data(x, y, "evaluate")
         self._check_arrays(x, y, "evaluate")
         return super().evaluate(x, y, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        self._resolve_from_data(x, y, "train_on_batch")
+        return super().train_on_batch(x, y, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        self._resolve_from_data(x, y, "test_on_batch")
+        return super().test_on_batch(x, y, *args, **kwargs)
 
     def _check_arrays(self, x, y, where):
         check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)

@@ -277,15 +277,17 @@ MIRRORED = textwrap.dedent("""
     x = rng.random((256, 8, 8, 1)).astype("float32")
     y = rng.integers(0, 10, 256).astype("int32")
 
-    def run(strategy, cached):
+    def run(strategy, cached, binary=False):
+        classes = 1 if binary else 10
+        labels = (y % 2) if binary else y
         with strategy.scope():
             keras.utils.set_random_seed(0)
-            teacher = teacher_cnn((8, 8, 1), 10, width=4)
-            student = student_mlp((8, 8, 1), 10)
-            d = Distiller(teacher, student)
+            teacher = teacher_cnn((8, 8, 1), classes, width=4)
+            student = student_mlp((8, 8, 1), classes)
+            d = Distiller(teacher, student)  # binary: the kind is read from the labels at fit
             d.compile(keras.optimizers.SGD(0.1), metrics=["accuracy"])
-        data = (cache_outputs(teacher, x, y, batch_size=64, shuffle=False) if cached
-                else tf.data.Dataset.from_tensor_slices((x, y)).batch(64))
+        data = (cache_outputs(teacher, x, labels, batch_size=64, shuffle=False) if cached
+                else tf.data.Dataset.from_tensor_slices((x, labels)).batch(64))
         h = d.fit(data, epochs=2, verbose=0)
         return [w.tolist() for w in student.get_weights()], h.history["loss"]
 
@@ -293,7 +295,9 @@ MIRRORED = textwrap.dedent("""
     out = {"replicas": mirrored.num_replicas_in_sync,
            "single": run(tf.distribute.get_strategy(), False),
            "mirrored": run(mirrored, False),
-           "mirrored_cached": run(mirrored, True)}
+           "mirrored_cached": run(mirrored, True),
+           "single_binary": run(tf.distribute.get_strategy(), False, True),
+           "mirrored_binary": run(mirrored, False, True)}
     json.dump(out, open(sys.argv[1], "w"))
 """)
 
@@ -308,8 +312,9 @@ def test_mirrored_strategy_matches_one_device(tmp_path):
 
     out = json.loads(result.read_text())
     assert out["replicas"] == 2
-    single_w, single_loss = out["single"]
-    for key in ("mirrored", "mirrored_cached"):
+    for key, reference in (("mirrored", "single"), ("mirrored_cached", "single"),
+                           ("mirrored_binary", "single_binary")):
+        single_w, single_loss = out[reference]
         weights, loss = out[key]
         np.testing.assert_allclose(loss, single_loss, rtol=1e-4, err_msg=key)
         for a, b in zip(weights, single_w):
