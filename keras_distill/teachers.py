@@ -525,6 +525,22 @@ def _read_cache(path, key, samples):
     return dict(zip(names, leaves)) if names else leaves
 
 
+def cached_targets(teacher, x, y, *, cache_dir=None, batch_size=256):
+    """``(targets, info)`` for ``Distiller.fit(..., cache_teacher=True)``: the teacher's
+    outputs on NumPy ``x`` (see :func:`teacher_outputs`) carried with the labels ``y``."""
+    import tensorflow as tf
+
+    if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape") or is_carrier(y):
+        raise ValueError(
+            "cache_teacher=True needs NumPy arrays x (and y). For a tf.data pipeline, build "
+            "the cached dataset with keras_distill.teachers.cache_outputs(teacher, x, y) "
+            "and fit on it.")
+    if teacher is None:
+        raise ValueError("cache_teacher=True needs a teacher (a Keras model or FileTeacher).")
+    outputs, info = teacher_outputs(teacher, x, batch_size=batch_size, cache_dir=cache_dir)
+    return targets_with_outputs(outputs, y), info
+
+
 def targets_with_outputs(outputs, labels=None):
     """Training targets that carry the teacher's outputs, the form the Distiller recognizes.
 

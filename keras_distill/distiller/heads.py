@@ -28,6 +28,7 @@ from keras import ops
 
 from keras_distill import losses as losses_lib
 from keras_distill import outputs as outputs_lib
+from keras_distill import teachers as teachers_lib
 
 
 @dataclasses.dataclass
@@ -192,3 +193,93 @@ def _checked_weights(weights, count, name, several):
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
             raise ValueError(f"loss_weights must be numbers >= 0; got {weights!r}.")
     return [float(w) for w in weights]
+
+
+def clean_labels(head, y, logits):
+    """Labels as the losses take them, with the marks of unlabeled samples (−1) set to 0
+    (their weight is 0)."""
+    if "int" in str(y.dtype) and head.output.is_classification:
+        y = ops.maximum(y, 0)
+    return head.shaped_labels(y, logits)
+
+
+def label_sample(x, y):
+    """Labels to detect output kinds from: ``y`` (NumPy), or a tf.data dataset's first batch."""
+    import numpy as np
+    import tensorflow as tf
+
+    if y is not None:
+        labels, _ = teachers_lib.split_targets(y)
+        if labels is None:
+            return None
+        return keras.tree.map_structure(lambda a: a if isinstance(a, np.ndarray) else (
+            np.asarray(a) if hasattr(a, "__array__") else a), labels)
+    if isinstance(x, tf.data.Dataset):
+        for batch in x.take(1):
+            _, labels, _ = keras.utils.unpack_x_y_sample_weight(batch)
+            labels, _ = teachers_lib.split_targets(labels)
+            return None if labels is None else keras.tree.map_structure(np.asarray, labels)
+    return None
+
+
+def metrics_for_kinds(metrics, heads):
+    """Compiled metrics with ``"accuracy"`` and ``"auc"`` of binary and multi-label outputs
+    read from logits (Keras would threshold logits at 0.5, or take them for probabilities)."""
+    if metrics is None:
+        return None
+    names = [h.name for h in heads]
+    if len(heads) > 1 and not isinstance(metrics, dict):
+        metrics = {name: metrics for name in names}
+    if isinstance(metrics, dict):
+        per = outputs_lib.per_output(metrics, names, "metrics")
+        return {h.name: metric_list(m, h) for h, m in zip(heads, per) if m is not None}
+    return metric_list(metrics, heads[0])
+
+
+def metric_list(metrics, head):
+    items = metrics if isinstance(metrics, (list, tuple)) else [metrics]
+    if head.output.kind not in (outputs_lib.BINARY, outputs_lib.MULTILABEL):
+        return list(items)
+    converted = []
+    for m in items:
+        if m in ("accuracy", "acc", "binary_accuracy"):
+            m = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")
+        elif m == "auc":
+            m = keras.metrics.AUC(from_logits=True, name="auc")
+        converted.append(m)
+    return converted
+
+
+def losses_config(items, names, declared):
+    """``losses`` and ``loss_weights`` for ``get_config``, as given: a list (one output) or
+    dicts by output name; None for the kinds' defaults."""
+    if not declared:
+        return {"losses": None, "loss_weights": None}
+    serialize = keras.saving.serialize_keras_object
+    if len(names) == 1:
+        return {"losses": [serialize(loss) for _, loss, _ in items],
+                "loss_weights": [w for _, _, w in items]}
+    losses, weights = {}, {}
+    for index, loss, w in items:
+        name = names[index or 0]  # a loss on features may sit with any output
+        losses.setdefault(name, []).append(serialize(loss))
+        weights.setdefault(name, []).append(w)
+    return {"losses": losses, "loss_weights": weights}
+
+
+def metric_inputs(heads, labels, y_pred, sample_weight):
+    """``(labels, predictions, sample_weight)`` for the compiled metrics: unlabeled rows of a
+    flat output dropped (plain metrics ignore sample weights), padded positions weighted 0."""
+    import tensorflow as tf
+
+    if len(heads) != 1:
+        return labels, y_pred, sample_weight
+    label_w, _ = heads[0].weights(labels, sample_weight)
+    if label_w is None:
+        return labels, y_pred, sample_weight
+    if not heads[0].output.positions and sample_weight is None:
+        keep = tf.reshape(label_w > 0, (-1,))
+        return tf.boolean_mask(labels, keep), tf.boolean_mask(y_pred, keep), None
+    if "int" in str(labels.dtype):
+        labels = tf.maximum(labels, 0)
+    return labels, y_pred, label_w

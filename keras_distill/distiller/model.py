@@ -1,4 +1,4 @@
-"""The Distiller: a ``keras.Model`` that trains a student to imitate a teacher.
+"""The Distiller class: a ``keras.Model`` that trains a student to imitate a teacher.
 
 ``compile``, ``fit``, ``evaluate``, ``predict`` and Keras callbacks work as with any Keras
 model. ``call`` (and so ``predict``) returns the student's logits; ``distiller.student`` is the
@@ -11,108 +11,21 @@ import keras
 from keras import ops
 
 from keras_distill import guard
-from keras_distill import heads as heads_lib
 from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
 from keras_distill import outputs as outputs_lib
 from keras_distill import teachers as teachers_lib
 from keras_distill.backend import require_tensorflow
 from keras_distill.data import check_training_arrays
-from keras_distill.graph import model_shape, shapes_compatible
+from keras_distill.distiller import checks
+from keras_distill.distiller import heads as heads_lib
+from keras_distill.distiller.teacher_logits import TeacherLogits
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 
 
 def _flat_weights(sample_weight):
     return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
-
-
-def _clean(head, y, logits):
-    """Labels as the losses take them, with the marks of unlabeled samples (−1) set to 0
-    (their weight is 0)."""
-    if "int" in str(y.dtype) and head.output.is_classification:
-        y = ops.maximum(y, 0)
-    return head.shaped_labels(y, logits)
-
-
-def _label_sample(x, y):
-    """Labels to detect output kinds from: ``y`` (NumPy), or a tf.data dataset's first batch."""
-    import numpy as np
-    import tensorflow as tf
-
-    if y is not None:
-        labels, _ = teachers_lib.split_targets(y)
-        if labels is None:
-            return None
-        return keras.tree.map_structure(lambda a: a if isinstance(a, np.ndarray) else (
-            np.asarray(a) if hasattr(a, "__array__") else a), labels)
-    if isinstance(x, tf.data.Dataset):
-        for batch in x.take(1):
-            _, labels, _ = keras.utils.unpack_x_y_sample_weight(batch)
-            labels, _ = teachers_lib.split_targets(labels)
-            return None if labels is None else keras.tree.map_structure(np.asarray, labels)
-    return None
-
-
-def _metrics_for_kinds(metrics, heads):
-    """Compiled metrics with ``"accuracy"`` and ``"auc"`` of binary and multi-label outputs
-    read from logits (Keras would threshold logits at 0.5, or take them for probabilities)."""
-    if metrics is None:
-        return None
-    names = [h.name for h in heads]
-    if len(heads) > 1 and not isinstance(metrics, dict):
-        metrics = {name: metrics for name in names}
-    if isinstance(metrics, dict):
-        per = outputs_lib.per_output(metrics, names, "metrics")
-        return {h.name: _metric_list(m, h) for h, m in zip(heads, per) if m is not None}
-    return _metric_list(metrics, heads[0])
-
-
-def _metric_list(metrics, head):
-    items = metrics if isinstance(metrics, (list, tuple)) else [metrics]
-    if head.output.kind not in (outputs_lib.BINARY, outputs_lib.MULTILABEL):
-        return list(items)
-    converted = []
-    for m in items:
-        if m in ("accuracy", "acc", "binary_accuracy"):
-            m = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")
-        elif m == "auc":
-            m = keras.metrics.AUC(from_logits=True, name="auc")
-        converted.append(m)
-    return converted
-
-
-def _keras_and_file_teacher(teacher, teacher_weights, teacher_average):
-    """``(Keras teacher or None, FileTeacher or None)`` from the ``teacher`` argument."""
-    if isinstance(teacher, (list, tuple)):
-        teacher = teachers_lib.Ensemble(teacher, weights=teacher_weights,
-                                        average=teacher_average, name="teacher_ensemble")
-    elif teacher_weights is not None:
-        raise ValueError("teacher_weights is for a list of teachers; got one teacher.")
-    if isinstance(teacher, teachers_lib.FileTeacher):
-        return None, teacher
-    if teacher is not None and not isinstance(teacher, keras.layers.Layer):
-        raise ValueError(
-            f"teacher must be a keras.Model, a list of models, a "
-            f"keras_distill.teachers.FileTeacher or None; got {type(teacher).__name__}.")
-    return teacher, None
-
-
-def _checked_alpha(alpha):
-    try:
-        alpha = float(alpha)
-    except (TypeError, ValueError):
-        raise ValueError(f"alpha must be a number in [0, 1]; got {alpha!r}.") from None
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(
-            f"alpha must be in [0, 1] (the weight of the loss on true labels; 0 = distill "
-            f"only, 1 = ignore the teacher); got {alpha!r}."
-        )
-    return alpha
-
-
-#: Output names the Distiller refuses: they are the keys of the cached-outputs carrier.
-_RESERVED_OUTPUT_NAMES = (teachers_lib.LABELS_KEY, teachers_lib.TEACHER_OUTPUTS_KEY)
 
 
 @keras.saving.register_keras_serializable(package="keras_distill")
@@ -200,19 +113,15 @@ class Distiller(keras.Model):
                  **kwargs):
         require_tensorflow("Distiller")
         super().__init__(**kwargs)
-        teacher, file_teacher = _keras_and_file_teacher(teacher, teacher_weights,
-                                                        teacher_average)
+        teacher, file_teacher = checks.keras_and_file_teacher(teacher, teacher_weights,
+                                                              teacher_average)
         # A teacher that only gives outputs (a file, or none), and the non-finite guard's
         # state: kept out of Keras tracking.
         object.__setattr__(self, "file_teacher", file_teacher)
         object.__setattr__(self, "_guard", guard.Guard())
-        if not isinstance(student, keras.Model):
-            raise ValueError(  # noqa: TRY004 (a ValueError, as for every other argument)
-                f"student must be a keras.Model; got {type(student).__name__}.")
-        if teacher is student:
-            raise ValueError("teacher and student are the same model; pass two models.")
+        checks.check_student(student, teacher)
         self.temperature = losses_lib.check_temperature(temperature)
-        self.alpha = _checked_alpha(alpha)
+        self.alpha = checks.checked_alpha(alpha)
         if teacher_outputs not in TEACHER_OUTPUTS:
             raise ValueError(
                 f"teacher_outputs must be one of {TEACHER_OUTPUTS}; got {teacher_outputs!r}."
@@ -220,36 +129,23 @@ class Distiller(keras.Model):
         self.teacher_outputs = teacher_outputs
         self.task = task
         self._output_names = outputs_lib.names(student)
-        reserved = sorted(set(self._output_names) & set(_RESERVED_OUTPUT_NAMES))
-        if reserved:
-            raise ValueError(
-                f"The student has outputs named {reserved}: those names mark cached teacher "
-                "outputs in the targets ({'labels': ..., 'teacher_outputs': ...}). Rename the "
-                "outputs (the keys of the model's output dict, or their layers).")
+        checks.check_student_outputs(student, self._output_names, task)
         # [output index or None (a loss on features), loss or None (the kind's default), weight]
         self._loss_items = heads_lib.parse_losses(losses, loss_weights, self._output_names,
                                                   self.temperature)
         self._declared_losses = losses is not None
-
-        if not isinstance(mixup, (int, float)) or mixup < 0:
-            raise ValueError(f"mixup must be a number >= 0 (0 turns it off); got {mixup!r}.")
-        if augment is not None and not callable(augment):
-            raise ValueError(f"augment must be a function or a Keras layer; got {augment!r}.")
+        checks.check_augmentation(augment, mixup)
         self.augment = augment
         self.mixup = float(mixup)
-
-        if getattr(student, "built", False) and not student.trainable_weights:
-            raise ValueError(
-                f"The student {student.name!r} has no trainable weights (is "
-                "student.trainable False, e.g. copied from a frozen teacher?). Set "
-                "student.trainable = True before distilling.")
         if teacher is not None:
-            self._check_models(teacher, student)
+            checks.check_models(teacher, student)
             teacher.trainable = False
-        self._check_student_outputs(student)
         self.teacher = teacher
         self.student = student
-        self._teacher_setup(teacher)
+        # Untracked (its variables are tracked below, so that they are saved).
+        object.__setattr__(self, "_reader", TeacherLogits(teacher, len(self._output_names),
+                                                          teacher_outputs))
+        self._teacher_kind_vars = list(self._reader.variables)
         self._build_hints()
         # Output kinds: resolved now when the models tell, else at compile (from the loss) or
         # at the first fit / evaluate (from the labels).
@@ -264,100 +160,6 @@ class Distiller(keras.Model):
     # construction helpers
     # ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _unique_names(names):
-        seen, out = {}, []
-        for name in names:
-            count = seen.get(name, 0)
-            seen[name] = count + 1
-            out.append(name if count == 0 else f"{name}_{count}")
-        return out
-
-    def _check_models(self, teacher, student):
-        t_in, s_in = model_shape(teacher, "input_shape"), model_shape(student, "input_shape")
-        if not shapes_compatible(t_in, s_in):
-            raise ValueError(
-                f"teacher and student take different inputs: teacher input shape {t_in}, "
-                f"student input shape {s_in}. Both must read the same data."
-            )
-        t_outs = outputs_lib._names_and_shapes(teacher)
-        s_outs = outputs_lib._names_and_shapes(student)
-        if len(s_outs) > 1 or len(t_outs) > 1:
-            if len(t_outs) != len(s_outs) or (
-                    isinstance(getattr(student, "_outputs_struct", None), dict)
-                    and [n for n, _ in t_outs] != [n for n, _ in s_outs]):
-                raise ValueError(
-                    f"teacher and student have different outputs: teacher {dict(t_outs)}, "
-                    f"student {dict(s_outs)}. Give the student the teacher's outputs, with "
-                    "the same names.")
-            for (name, t_shape), (_, s_shape) in zip(t_outs, s_outs):
-                if not shapes_compatible(t_shape, s_shape):
-                    raise ValueError(
-                        f"teacher and student disagree on the output {name!r}: teacher shape "
-                        f"{t_shape}, student shape {s_shape}.")
-            return
-        t_out, s_out = model_shape(teacher, "output_shape"), model_shape(student, "output_shape")
-        if not shapes_compatible(t_out, s_out):
-            raise ValueError(
-                f"teacher and student disagree on the outputs: teacher output shape {t_out}, "
-                f"student output shape {s_out}. Give the student one logit per teacher class."
-            )
-
-    def _check_student_outputs(self, student):
-        declared = outputs_lib.per_output(
-            self.task if isinstance(self.task, dict) else
-            {n: self.task for n in self._output_names}, self._output_names, "task")
-        for name, activation, kind in zip(self._output_names, outputs_lib.activations(student),
-                                          declared):
-            if activation is None or kind == outputs_lib.REGRESSION:
-                continue
-            raise ValueError(
-                f"The student {student.name!r} ends in a {activation} (output {name!r}), but "
-                f"distillation needs its logits. Remove the {activation} from its last layer "
-                f"(e.g. Dense(n) instead of Dense(n, activation='{activation}')); apply "
-                f"{activation} at inference if needed.")
-
-    def _teacher_setup(self, teacher):
-        """How the teacher's outputs become logits: read before a visible final activation
-        (exact), converted from probabilities, or decided on the first batch."""
-        count = len(self._output_names)
-        activations = outputs_lib.activations(teacher) if teacher is not None else []
-        activations = (list(activations) + [None] * count)[:count]
-        sources = None if teacher is None or hasattr(teacher, "output_activation") else \
-            teachers_lib.logit_sources(teacher)
-        self._teacher_activations = activations
-        forms, tensors, dense_heads = [], [], []
-        for i in range(count):
-            source = sources[i] if sources and i < len(sources) else None
-            exact = activations[i] is not None and source is not None and (
-                source[1] is not None or source[0] is not teacher.outputs[i])
-            if exact:
-                forms.append("logits")
-            elif self.teacher_outputs != "auto":
-                forms.append(self.teacher_outputs)
-            else:
-                forms.append("probabilities" if activations[i] is not None else "auto")
-            tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
-            dense_heads.append(source[1] if exact else None)
-        self._teacher_forms = forms
-        object.__setattr__(self, "_teacher_dense_heads", dense_heads)
-        # A view of the teacher that outputs the tensors its logits are read from, when any
-        # output's logits lie before its final activation.
-        any_exact = any(f == "logits" and a is not None for f, a in zip(forms, activations))
-        object.__setattr__(self, "_teacher_logit_tensors", tensors if any_exact else None)
-        # Whether the teacher outputs probabilities, per output: -1 undecided, 0 logits,
-        # 1 probabilities. Variables, so that "auto" is decided once, inside the compiled
-        # step, and saved.
-        self._teacher_kind_vars = []
-        for i in range(count):
-            value = {"logits": 0, "probabilities": 1}.get(self.teacher_outputs, -1)
-            if self.teacher_outputs == "auto" and activations[i] is not None:
-                value = 1
-            self._teacher_kind_vars.append(keras.Variable(
-                value, dtype="int32", trainable=False,
-                name="teacher_output_kind" if i == 0 else f"teacher_output_kind_{i}",
-                aggregation="only_first_replica"))
-
     @property
     def _teacher_kind(self):
         """The first output's: -1 undecided, 0 logits, 1 probabilities."""
@@ -369,7 +171,7 @@ class Distiller(keras.Model):
         hints = [loss for index, loss, _ in self._loss_items if index is None]
         self.hint_adapters = []
         self._teacher_taps = self._student_taps = None
-        logit_tensors = self._teacher_logit_tensors
+        logit_tensors = self._reader.tensors
         if not hints:
             if logit_tensors is not None:
                 object.__setattr__(self, "_teacher_taps",
@@ -390,7 +192,7 @@ class Distiller(keras.Model):
         """Resolve every output's kind (once); ``final``: raise when nothing tells."""
         if self._heads is not None:
             return True
-        teacher_activations = self._teacher_activations
+        teacher_activations = self._reader.activations
         if self.teacher is None and self.teacher_outputs == "probabilities":
             teacher_activations = None
         task = self.task
@@ -415,7 +217,7 @@ class Distiller(keras.Model):
         several = len(resolved) > 1
         names = [loss.name if index is None or not several
                  else f"{resolved[index].name}_{loss.name}" for index, loss, _ in items]
-        self._term_names = self._unique_names(names)
+        self._term_names = checks.unique_names(names)
         if self._compile_args is not None:
             self._finish_compile()
 
@@ -438,7 +240,7 @@ class Distiller(keras.Model):
             return
         if hasattr(x, "shape") and hasattr(x, "__len__") and len(x) == 0:
             raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
-        labels = _label_sample(x, y)
+        labels = heads_lib.label_sample(x, y)
         loss = None if self._compile_args is None else self._compile_args["loss"]
         try:
             self._try_resolve(loss=loss, labels=labels, final=True)
@@ -489,7 +291,7 @@ class Distiller(keras.Model):
         args = self._compile_args
         for head, fn in zip(self._heads, args["label_losses"]):
             head.label_loss = fn
-        metrics = _metrics_for_kinds(args["metrics"], self._heads)
+        metrics = heads_lib.metrics_for_kinds(args["metrics"], self._heads)
         with self.distribute_strategy.scope():  # compile may finish at fit, outside the scope
             super().compile(optimizer=args["optimizer"], loss=None, metrics=metrics,
                             **args["kwargs"])
@@ -547,8 +349,7 @@ class Distiller(keras.Model):
             out = self._teacher_taps(x, training=False)
             out = list(out) if isinstance(out, (list, tuple)) else [out]
             outs, feats = out[:count], out[count:]
-            outs = [o if head is None else teachers_lib.dense_logits(head, o)
-                    for o, head in zip(outs, self._teacher_dense_heads)]
+            outs = self._reader.from_view(outs)
         else:
             outs, feats = self._flat(self.teacher(x, training=False)), []
         logits = [ops.stop_gradient(self._as_logits(o, i)) for i, o in enumerate(outs)]
@@ -562,24 +363,7 @@ class Distiller(keras.Model):
         return self._flat(self.student(x, training=training)), []
 
     def _as_logits(self, out, index):
-        """A teacher output as logits: probabilities become log-probabilities (softmax) or
-        log-odds (sigmoid); regression values are used as they are."""
-        out = ops.cast(out, "float32")
-        kind = self._heads[index].output.kind
-        form = self._teacher_forms[index]
-        if kind == outputs_lib.REGRESSION or form == "logits":
-            return out
-        multiclass = kind == outputs_lib.MULTICLASS
-        converted = teachers_lib.to_log_probs(out) if multiclass else \
-            teachers_lib.sigmoid_to_logits(out)
-        if form == "probabilities":
-            return converted
-        variable = self._teacher_kind_vars[index]
-        looks = teachers_lib.looks_like_probabilities(out) if multiclass else \
-            teachers_lib.looks_like_sigmoid(out)
-        decided = ops.where(variable < 0, ops.cast(looks, "int32"), variable)
-        variable.assign(decided)
-        return ops.where(decided == 1, converted, out)
+        return self._reader.as_logits(out, index, self._heads[index].output.kind)
 
     def _label_terms(self, labels, logits, sample_weight, batch):
         """The student's loss on the labels, summed over the outputs that have labels."""
@@ -588,7 +372,7 @@ class Distiller(keras.Model):
             if y is None:
                 continue
             label_w, _ = head.weights(y, sample_weight)
-            values = head.label_values(_clean(head, y, z), z)
+            values = head.label_values(heads_lib.clean_labels(head, y, z), z)
             total = total + head.mean(values, label_w, batch)
         return total
 
@@ -622,7 +406,7 @@ class Distiller(keras.Model):
                 continue
             head = self._heads[index]
             y_out = labels[index]
-            clean = None if y_out is None else _clean(head, y_out, s32[index])
+            clean = None if y_out is None else heads_lib.clean_labels(head, y_out, s32[index])
             per_position = loss.compute(t_logits[index], s32[index], labels=clean)
             _, distill_w = head.weights(y_out, sample_weight)
             terms.append(head.mean(per_position, distill_w, batch))
@@ -653,26 +437,11 @@ class Distiller(keras.Model):
         Cached teacher outputs in ``y`` are set aside, and unlabeled samples and padded
         positions (integer labels below zero) are left out.
         """
-        import tensorflow as tf
-
         labels, _ = teachers_lib.split_targets(y)
-        if labels is None or self._compile_metrics is None:
-            return self.get_metrics_result()
-        if len(self._heads) == 1:
-            head = self._heads[0]
-            label_w, _ = head.weights(labels, sample_weight)
-            if not head.output.positions and label_w is not None and sample_weight is None:
-                # drop unlabeled rows (plain metrics ignore sample weights)
-                keep = tf.reshape(label_w > 0, (-1,))
-                labels, y_pred = tf.boolean_mask(labels, keep), tf.boolean_mask(y_pred, keep)
-            else:
-                if label_w is not None:
-                    sample_weight = label_w
-                if "int" in str(labels.dtype):
-                    labels = tf.maximum(labels, 0)
+        if labels is not None and self._compile_metrics is not None:
+            labels, y_pred, sample_weight = heads_lib.metric_inputs(self._heads, labels, y_pred,
+                                                                    sample_weight)
             self._compile_metrics.update_state(labels, y_pred, sample_weight)
-            return self.get_metrics_result()
-        self._compile_metrics.update_state(labels, y_pred, sample_weight)
         return self.get_metrics_result()
 
     def _update(self, named, y, y_pred, sample_weight):
@@ -800,25 +569,14 @@ class Distiller(keras.Model):
         check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)
 
     def _with_cached_outputs(self, x, y, cache_dir, batch_size):
-        import tensorflow as tf
-
         if self.augment is not None or self.mixup > 0:
             raise ValueError(
                 "cache_teacher=True cannot be combined with augment or mixup: augmented inputs "
                 "change every epoch, so the teacher must see each one. Turn the cache off, or "
                 "the augmentation.")
-        if isinstance(x, tf.data.Dataset) or not hasattr(x, "shape") or teachers_lib.is_carrier(y):
-            raise ValueError(
-                "cache_teacher=True needs NumPy arrays x (and y). For a tf.data pipeline, build "
-                "the cached dataset with keras_distill.teachers.cache_outputs(teacher, x, y) "
-                "and fit on it.")
-        teacher = self.file_teacher or self.teacher
-        if teacher is None:
-            raise ValueError("cache_teacher=True needs a teacher (a Keras model or FileTeacher).")
-        outputs, info = teachers_lib.teacher_outputs(teacher, x, batch_size=batch_size,
-                                                     cache_dir=cache_dir)
-        self.cache_info = info
-        return x, teachers_lib.targets_with_outputs(outputs, y)
+        y, self.cache_info = teachers_lib.cached_targets(
+            self.file_teacher or self.teacher, x, y, cache_dir=cache_dir, batch_size=batch_size)
+        return x, y
 
     # ---------------------------------------------------------------------------------------
     # serialization
@@ -833,7 +591,8 @@ class Distiller(keras.Model):
             "student": keras.saving.serialize_keras_object(self.student),
             "temperature": self.temperature,
             "alpha": self.alpha,
-            **self._losses_config(),
+            **heads_lib.losses_config(self._loss_items, self._output_names,
+                                      self._declared_losses),
             "teacher_outputs": self.teacher_outputs,
             "task": (self.task if self._heads is None
                      else outputs_lib.to_config(self.output_kinds)),
@@ -842,23 +601,6 @@ class Distiller(keras.Model):
             "augment": (keras.saving.serialize_keras_object(self.augment)
                         if isinstance(self.augment, keras.layers.Layer) else None),
         }
-
-    def _losses_config(self):
-        """``losses`` and ``loss_weights`` as given: a list (one output) or dicts by output
-        name; None for the kinds' defaults."""
-        if not self._declared_losses:
-            return {"losses": None, "loss_weights": None}
-        serialize = keras.saving.serialize_keras_object
-        if len(self._output_names) == 1:
-            items = [(loss, w) for _, loss, w in self._loss_items]
-            return {"losses": [serialize(loss) for loss, _ in items],
-                    "loss_weights": [w for _, w in items]}
-        losses, weights = {}, {}
-        for index, loss, w in self._loss_items:
-            name = self._output_names[index or 0]
-            losses.setdefault(name, []).append(serialize(loss))
-            weights.setdefault(name, []).append(w)
-        return {"losses": losses, "loss_weights": weights}
 
     @classmethod
     def from_config(cls, config):
