@@ -166,3 +166,78 @@ def test_a_micro_source_without_tflite_micro_is_a_clear_error(folder, digits, mo
     with pytest.raises(RuntimeError, match=r"tflite-micro package\) is not installed"):
         ev.evaluate_artifact(folder / "digits_student_model_data.cc", digits.x_test[:5])
 
+
+
+# --- scores per output kind (NumPy, against scikit-learn and by hand) -----------------------
+
+
+def test_scores_of_every_kind_have_the_same_keys_and_none_where_missing():
+    from keras_distill.verify import KEYS, scores
+
+    outputs = {"multiclass": np.eye(3), "binary": np.array([[0.5], [-1.0], [2.0]]),
+               "multilabel": np.array([[1.0, -1.0], [2.0, 0.5], [-3.0, 1.0]]),
+               "regression": np.array([[0.5], [1.0], [2.0]])}
+    labels = {"multiclass": [0, 1, 1], "binary": [1, 0, 0],
+              "multilabel": [[1, 0], [1, 1], [0, 0]], "regression": [0.0, 1.0, 4.0]}
+    for kind, out in outputs.items():
+        empty = scores(kind, out)
+        assert list(empty) == list(KEYS[kind]) and set(empty.values()) == {None}
+        full = scores(kind, out, labels[kind], out)
+        assert list(full) == list(KEYS[kind]) and None not in full.values(), kind
+        assert full["max_abs_error"] == 0.0
+    assert ev.metrics(np.eye(3), [0, 1, 1], kind="multiclass") == scores(
+        "multiclass", np.eye(3), [0, 1, 1])
+
+
+def test_binary_and_multilabel_scores_match_scikit_learn():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    from keras_distill.verify import scores
+
+    rng = np.random.default_rng(0)
+    logits = np.round(rng.normal(size=(200, 1)), 1)  # rounded: ties, counted as one half
+    y = (logits[:, 0] + rng.normal(size=200) > 0).astype(int)
+    reference = logits + rng.normal(0, 0.3, logits.shape)
+    s = scores("binary", logits, y, reference)
+    assert s["auc"] == pytest.approx(roc_auc_score(y, logits[:, 0]))
+    assert s["accuracy"] == pytest.approx(np.mean((logits[:, 0] > 0) == y))
+    assert s["agreement"] == pytest.approx(np.mean((logits > 0) == (reference > 0)))
+    assert scores("binary", logits, np.ones(200, int))["auc"] is None  # one class only
+    multi = rng.normal(size=(100, 5))
+    hot = (multi + rng.normal(size=(100, 5)) > 0.5).astype(int)
+    s = scores("multilabel", multi, hot)
+    assert s["micro_f1"] == pytest.approx(f1_score(hot, multi > 0, average="micro"))
+    assert s["accuracy"] == pytest.approx(np.mean((multi > 0) == hot))
+    hot[0] = -1  # a sample whose labels are unknown
+    kept = scores("multilabel", multi, hot)
+    assert kept["micro_f1"] == pytest.approx(f1_score(hot[1:], multi[1:] > 0, average="micro"))
+
+
+def test_positions_are_flattened_and_minus_one_left_out():
+    from keras_distill.verify import scores
+
+    logits = np.zeros((2, 3, 4))
+    logits[..., 1] = 1.0  # every position predicts class 1
+    y = np.array([[1, 2, -1], [1, -1, -1]])
+    assert scores("multiclass", logits, y)["accuracy"] == pytest.approx(2 / 3)
+    one_hot = np.eye(4)[[[1, 2, 0], [1, 0, 0]]]
+    assert scores("multiclass", logits, one_hot)["accuracy"] == pytest.approx(2 / 6)
+    reference = logits.copy()
+    reference[0, 0] = [5.0, 0, 0, 0]
+    assert scores("multiclass", logits, reference=reference)["agreement"] == pytest.approx(5 / 6)
+
+
+def test_regression_scores_by_hand():
+    from keras_distill.verify import primary, scores
+
+    out = np.array([[1.0], [2.0], [4.0]])
+    s = scores("regression", out, labels=[1.0, 3.0, 2.0], reference=[[1.0], [2.5], [4.0]])
+    assert s["mae"] == pytest.approx(1.0) and s["rmse"] == pytest.approx(np.sqrt(5 / 3))
+    assert s["max_abs_error"] == 0.5 and s["mean_abs_error"] == pytest.approx(0.5 / 3)
+    assert s["rms_error"] == pytest.approx(np.sqrt(0.25 / 3))
+    assert [primary(k) for k in ("multiclass", "binary", "multilabel", "regression")] == [
+        ("accuracy", True), ("accuracy", True), ("micro_f1", True), ("mae", False)]
+    with pytest.raises(ValueError, match="one of"):
+        scores("ranking", out)
+    with pytest.raises(ValueError, match="2 regression targets for 3 outputs"):
+        scores("regression", out, labels=[1.0, 2.0])

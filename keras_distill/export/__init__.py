@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sys
 import types
 
@@ -65,13 +66,16 @@ QAT_NO_ONNX = ("No ONNX for the QAT model: tf2onnx converts its fake-quant ops d
 
 def export(model, out_dir="exported", *, name=None, formats=FORMATS,
            quantization=DEFAULT_QUANTIZATION, representative_data=None, eval_data=None,
-           labels=None, onnx_opset=17, calibration_samples=DEFAULT_CALIBRATION_SAMPLES,
-           reference_outputs=None, qat_model=None, write_report=True):
+           labels=None, task="auto", onnx_opset=17,
+           calibration_samples=DEFAULT_CALIBRATION_SAMPLES, reference_outputs=None,
+           qat_model=None, write_report=True):
     """Export ``model`` to every requested format and quantization, verified in its runtime.
 
     Args:
-        model: a trained single-input, single-output ``keras.Model`` (a student: no teacher
-            inside).
+        model: a trained single-input ``keras.Model`` (a student: no teacher inside) with
+            one output or several (a dict or list of outputs: every artifact keeps all of
+            them, named as the Keras outputs). Each output holds logits (classification) or
+            values (regression), possibly per position (``(batch, steps, classes)``).
         out_dir: output folder, created if needed.
         name: base name of the files (letters, digits, ``_ . -``); default the model's name.
         formats: any of ``"tflite"`` (one ``<name>_<quantization>.tflite`` per mode),
@@ -84,15 +88,27 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             ``x`` or ``(x, y)``, or an iterable of arrays) to calibrate ``int8``, ``int16x8``
             and ``micro``; ``calibration_samples`` of them are drawn. Not needed for a
             quantization-aware model.
-        eval_data: ``(x, y)`` (or ``x`` alone) to verify every artifact on: accuracy, top-1
-            agreement and max abs error against Keras, latency. Without it, artifacts are
-            checked against Keras on representative data or random inputs.
-        labels: class names, written one per line to ``labels.txt``.
+        eval_data: ``(x, y)`` (or ``x`` alone) to verify every artifact on: the scores of
+            the output's kind (multiclass: accuracy, top-1 agreement and max abs error against
+            Keras; see ``keras_distill.verify.scores``), latency. ``y`` holds labels of the
+            kind: class indices or one-hot rows (multiclass), 0/1 (binary), multi-hot rows
+            (multi-label), float targets of the output's shape (regression); a dict by output
+            name for several outputs. Without it, artifacts are checked against Keras on
+            representative data or random inputs.
+        labels: class names, written one per line to ``labels.txt`` (one per unit; a binary
+            output takes one or two); for several outputs a dict of them by output name,
+            written to ``labels_<output>.txt``.
+        task: what each output holds: ``"auto"`` (detected from ``eval_data``'s labels by
+            ``keras_distill.outputs.resolve``; a one-output model that nothing tells about,
+            with two or more units, is scored as ``"multiclass"``), one of
+            ``"multiclass"``, ``"binary"``, ``"multilabel"``, ``"regression"``, or a dict of
+            them by output name.
         onnx_opset: ONNX opset, 9 to 18 (default 17).
         calibration_samples: how many representative samples calibrate int8 (default 300).
         reference_outputs: another model's outputs on the ``eval_data`` inputs (e.g. the
-            teacher's): each artifact's top-1 agreement with them is measured in the same
-            run (``metrics["agreement_with_reference"]``).
+            teacher's; a dict by output name for several outputs): each artifact's agreement
+            with them is measured in the same run (``metrics["agreement_with_reference"]``;
+            for regression also ``metrics["mean_abs_error_with_reference"]``).
         qat_model: the quantization-aware twin of ``model``
             (``keras_distill.compress.quantize_aware``, fine-tuned): its int8 artifacts
             (``<name>_qat_int8.tflite`` and ``<name>_qat_model_data.cc``, for the requested
@@ -101,15 +117,19 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             writes one manifest for more than this export, as ``keras-distill run`` does).
 
     Returns:
-        An :class:`ExportReport`, also written as ``manifest.json`` and ``report.md``. An
+        An :class:`ExportReport`, also written as ``manifest.json`` and ``report.md``. Each
+        artifact's ``metrics`` hold the scores of the output's kind (flat keys); for a model
+        of several outputs ``metrics["outputs"][name]`` holds each output's scores, and
+        ``metrics["max_abs_error"]`` / ``["mean_abs_error"]`` are over all of them. An
         artifact that fails (an op int8 or TFLM cannot run, a converter error) does not stop
         the others: it is recorded with ``status="failed"`` and its ``error``, a warning is
         issued, and no file of its name is left in ``out_dir``. ``report.ok`` tells whether
         everything succeeded.
 
     Raises:
-        ValueError: a bad argument, or int8 / int16x8 / micro without ``representative_data``
-            for a model that is not quantization-aware.
+        ValueError: a bad argument, labels that do not fit the output's kind, an output whose
+            kind cannot be told (pass ``task``), or int8 / int16x8 / micro without
+            ``representative_data`` for a model that is not quantization-aware.
         OSError: ``out_dir`` cannot be created or written.
         VerificationError: a float32 artifact differs from Keras by more than 1e-4.
 
@@ -133,9 +153,10 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             calibration_samples < 1:
         raise ValueError(f"calibration_samples must be a positive int; got "
                          f"{calibration_samples!r}.")
-    labels = checks.check_labels(labels, model_info)
+    kinds = checks.resolve_outputs(model, task, checks.split_eval_data(eval_data)[1])
+    labels = checks.check_labels(labels, model_info, kinds)
     subject, verification = _subject(model, name, formats, quantization, representative_data,
-                                     eval_data, calibration_samples, reference_outputs)
+                                     eval_data, calibration_samples, reference_outputs, kinds)
     qat = None if qat_model is None else _qat_subject(qat_model, name, verification)
 
     out_dir = io.output_folder(out_dir)
@@ -163,7 +184,7 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
 
 
 def _subject(model, name, formats, quantization, representative_data, eval_data,
-             calibration_samples, reference_outputs):
+             calibration_samples, reference_outputs, kinds):
     """The checked inputs: the model to export and what its artifacts are verified on."""
     from keras_distill.export import tflite
 
@@ -173,7 +194,10 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
         from keras_distill.data import representative_samples
 
         rep = representative_samples(rep, n=calibration_samples).astype(input_dtype)
-    x_eval, y_eval = checks.check_eval_data(eval_data, input_shape, checks.num_classes(model))
+    names = [o.name for o in kinds]
+    x_eval, y_eval = checks.check_eval_data(
+        eval_data, input_shape, outputs=kinds,
+        output_shapes=dict(zip(names, (tuple(t.shape) for t in model.outputs))))
     needs_integer = _integer_artifacts(formats, quantization)
     subject = steps.Subject(model, name, None, rep)
     if needs_integer and rep is None and not subject.quantize_aware:
@@ -189,15 +213,63 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
     else:
         source = "random inputs"
         x_eval = np.random.default_rng(0).uniform(0, 1, (32, *input_shape)).astype(input_dtype)
-    if reference_outputs is not None:
-        reference_outputs = np.asarray(reference_outputs, np.float32)
-        if len(reference_outputs) != len(x_eval):
-            raise ValueError(f"reference_outputs has {len(reference_outputs)} rows but the "
-                             f"verification inputs ({source}) have {len(x_eval)}; pass one "
-                             "row per eval_data sample.")
-    subject.keras_outputs = np.asarray(model.predict(x_eval, batch_size=256, verbose=0),
-                                       np.float32)
-    return subject, steps.Verification(x_eval, y_eval, source, reference_outputs)
+    reference_outputs = _reference_outputs(reference_outputs, names, len(x_eval), source)
+    subject.keras_outputs = _predict(model, x_eval, names)
+    kind = kinds[0].kind if len(kinds) == 1 else {o.name: o.kind for o in kinds}
+    return subject, steps.Verification(x_eval, y_eval, source, reference_outputs, kind)
+
+
+def _predict(model, x, names):
+    """``model``'s outputs on ``x``: an array, or ``{name: array}`` for several outputs."""
+    import keras
+
+    outputs = model.predict(x, batch_size=256, verbose=0)
+    if len(names) == 1:
+        outputs = outputs[names[0]] if isinstance(outputs, dict) else outputs
+        return np.asarray(outputs, np.float32)
+    values = [outputs[n] for n in names] if isinstance(outputs, dict) else \
+        keras.tree.flatten(outputs)
+    return {n: np.asarray(v, np.float32) for n, v in zip(names, values)}
+
+
+def _reference_outputs(reference_outputs, names, n, source):
+    """``reference_outputs`` as float32 arrays of ``n`` rows (by output name for several)."""
+    if reference_outputs is None:
+        return None
+    if len(names) > 1:
+        if isinstance(reference_outputs, (list, tuple)) and len(reference_outputs) == len(names):
+            reference_outputs = dict(zip(names, reference_outputs))
+        if not isinstance(reference_outputs, dict) or set(reference_outputs) - set(names):
+            raise ValueError(f"reference_outputs of a model with outputs {names} must be a "
+                             "dict by output name (or a list in that order).")
+        return {k: _reference_rows(v, n, source, f"reference_outputs[{k!r}]")
+                for k, v in reference_outputs.items()}
+    if isinstance(reference_outputs, dict) and len(reference_outputs) == 1:
+        reference_outputs = next(iter(reference_outputs.values()))
+    return _reference_rows(reference_outputs, n, source, "reference_outputs")
+
+
+def _reference_rows(value, n, source, what):
+    value = np.asarray(value, np.float32)
+    if len(value) != n:
+        raise ValueError(f"{what} has {len(value)} rows but the verification inputs "
+                         f"({source}) have {n}; pass one row per eval_data sample.")
+    return value
+
+
+def _label_scores(kind, outputs, y):
+    """The Keras model's scores against the labels (multiclass: ``accuracy``): flat for one
+    output, ``{"outputs": {name: scores}}`` for several."""
+    from keras_distill.verify.scores import LABEL_KEYS, scores
+
+    if isinstance(kind, str):
+        result = scores(kind, outputs, y)
+        return {k: result[k] for k in LABEL_KEYS[kind]}
+    per = {}
+    for name, k in kind.items():
+        result = scores(k, outputs[name], y.get(name))
+        per[name] = {key: result[key] for key in LABEL_KEYS[k]}
+    return {"outputs": per}
 
 
 def _integer_artifacts(formats, quantization):
@@ -212,17 +284,17 @@ def _qat_subject(qat_model, name, verification):
     if not subject.quantize_aware:
         raise ValueError(f"qat_model {qat_model.name!r} is not quantization-aware; make it "
                          "with keras_distill.compress.quantize_aware.")
-    subject.keras_outputs = np.asarray(qat_model.predict(verification.x, batch_size=256,
-                                                         verbose=0), np.float32)
+    names = checks.output_names(qat_model)
+    subject.keras_outputs = _predict(qat_model, verification.x, names)
     return subject
 
 
 def _new_report(subject, name, out_dir, model_info, formats, quantization, onnx_opset,
                 verification, qat):
-    keras_info = dict(model_info)
+    keras_info = dict(model_info, task=verification.kind)
     if verification.y is not None:
-        keras_info["accuracy"] = float(np.mean(
-            np.argmax(subject.keras_outputs, -1) == verification.y))
+        keras_info.update(_label_scores(verification.kind, subject.keras_outputs,
+                                        verification.y))
     rep = subject.calibration
     from keras_distill.report import package_versions
 
@@ -281,11 +353,21 @@ def _produce_qat(report, qat, formats, workspace, verification):
 
 
 def _write_labels(report, labels):
+    """``labels.txt``; for several outputs one ``labels_<output>.txt`` each (then
+    ``report.labels_file`` is ``{output: file}``)."""
+    files = ({LABELS: labels} if not isinstance(labels, dict) else
+             {f"labels_{_file_part(name)}.txt": names for name, names in labels.items()})
     try:
-        io.write_files(report.out_dir, {LABELS: ("\n".join(labels) + "\n").encode()})
-        report.labels_file = LABELS
+        io.write_files(report.out_dir, {f: ("\n".join(names) + "\n").encode()
+                                        for f, names in files.items()})
+        report.labels_file = LABELS if not isinstance(labels, dict) else dict(
+            zip(labels, files))
     except OSError as exc:
-        report.notes.append(f"labels.txt could not be written: {exc}")
+        report.notes.append(f"{', '.join(files)} could not be written: {exc}")
+
+
+def _file_part(name):
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(name))
 
 
 def write_report_files(report):

@@ -32,10 +32,17 @@ class Artifact:
         size_bytes: size of the model (the flatbuffer for micro, whose ``.cc`` is text).
         sha256: SHA-256 of the model bytes.
         metrics: results in its runtime, measured once on the file written to disk:
-            ``accuracy``, ``agreement`` (with Keras), ``max_abs_error``, ``mean_abs_error``,
-            ``agreement_with_reference`` (with ``reference_outputs``, e.g. the teacher's),
-            ``latency_ms_median``, ``n_samples``, ``runtime``.
-        details: input/output dtype, shape, scale and zero point; ``ops`` (TFLite and micro),
+            ``runtime``, ``n_samples``, the scores of the output's kind
+            (``keras_distill.verify.scores.KEYS``; multiclass: ``accuracy``, ``agreement``
+            (with Keras), ``max_abs_error``, ``mean_abs_error``), ``agreement_with_reference``
+            (with ``reference_outputs``, e.g. the teacher's; for regression also
+            ``mean_abs_error_with_reference``), ``latency_ms_median``. For a model of several
+            outputs: ``runtime``, ``n_samples``, ``max_abs_error`` and ``mean_abs_error``
+            (over every output), ``outputs`` (``{output name: that output's scores and
+            reference keys}``), ``latency_ms_median``.
+        details: input/output dtype, shape, scale and zero point (several outputs:
+            ``output_names``, and ``output_scales`` / ``output_zero_points`` by name for
+            integer models); ``ops`` (TFLite and micro),
             ``signatures`` (TFLite), ``gzip_size_bytes``; ``arena``, ``micro_op_resolver``
             and ``identifiers`` for micro.
         error: why it failed.
@@ -79,12 +86,17 @@ class ExportReport:
         name: base name of the files.
         out_dir: the output folder (absolute).
         artifacts: list of :class:`Artifact`, in the order they were produced.
-        keras: the Keras model: ``params``, ``input_shape``, ``output_shape`` and, when eval
-            data was given, ``accuracy``.
+        keras: the Keras model: ``params``, ``input_shape``, ``output_shape`` (by output name
+            for several), ``task`` (the kind of its output, or ``{output name: kind}``) and,
+            when eval data with labels was given, its label scores (multiclass
+            ``accuracy``; binary ``accuracy``, ``auc``; multi-label ``accuracy``,
+            ``micro_f1``; regression ``mae``, ``rmse``; for several outputs
+            ``outputs[name]``).
         evaluated_on: what the metrics were computed on (``"eval_data"``,
             ``"representative_data"`` or ``"random inputs"``) and how many samples.
         settings: the arguments that shaped the export.
-        labels_file: ``"labels.txt"`` when labels were written.
+        labels_file: ``"labels.txt"`` when labels were written (``{output: file}`` for
+            several outputs).
         notes: remarks (e.g. the arena is an upper bound for 32-bit MCUs).
         created: ISO timestamp.
         versions: versions of the converters and runtimes.
@@ -102,7 +114,7 @@ class ExportReport:
     keras: dict = dataclasses.field(default_factory=dict)
     evaluated_on: dict = dataclasses.field(default_factory=dict)
     settings: dict = dataclasses.field(default_factory=dict)
-    labels_file: str | None = None
+    labels_file: str | dict | None = None
     notes: list = dataclasses.field(default_factory=list)
     created: str = ""
     versions: dict = dataclasses.field(default_factory=dict)
@@ -144,41 +156,70 @@ class ExportReport:
             record["size_ratio_vs_tflite_float32"] = None if ratio is None else round(ratio, 4)
         return d
 
+    @property
+    def task(self):
+        """The kind of the model's output, or ``{output name: kind}`` (``"multiclass"`` for a
+        report written before output kinds)."""
+        return self.keras.get("task") or "multiclass"
+
     def to_markdown(self):
-        """A Markdown report: one table row per artifact, then failures and notes."""
+        """A Markdown report: one table row per artifact, with the columns of the output's
+        kind (multiclass: accuracy, agreement, max abs error), then failures and notes."""
         from keras_distill.report import markdown
+        from keras_distill.verify.scores import columns
 
         lines = [f"# Export report: {self.name}", ""]
         k = self.keras
         lines.append(f"Keras model: {k.get('params', '?')} parameters, input "
                      f"{k.get('input_shape')}, output {k.get('output_shape')}"
-                     + (f", accuracy {k['accuracy']:.4f}" if k.get("accuracy") is not None
-                        else "") + ".")
+                     + self._keras_scores() + ".")
         ev = self.evaluated_on
         if ev:
             lines.append(f"Metrics on {ev.get('source')} ({ev.get('n_samples')} samples), one "
                          "sample per call, one thread.")
-        header = ["artifact", "format", "quantization", "size KiB", "× float32", "accuracy",
-                  "agreement", "max abs err", "latency ms", "arena B", "status"]
-        lines += ["", markdown(header, [self._markdown_cells(a) for a in self.artifacts],
-                               right=set(range(3, 10)))]
+        cols = columns(self.task)
+        header = ["artifact", "format", "quantization", "size KiB", "× float32",
+                  *(h for h, _, _ in cols), "latency ms", "arena B", "status"]
+        lines += ["", markdown(header, [self._markdown_cells(a, cols) for a in self.artifacts],
+                               right=set(range(3, len(header) - 1)))]
         if self.failed:
             lines += ["", "## Failures", ""]
             lines += [f"- **{a.key}**: {a.error}" for a in self.failed]
         if self.labels_file:
-            lines += ["", f"Labels: `{self.labels_file}`."]
+            files = (self.labels_file.values() if isinstance(self.labels_file, dict)
+                     else [self.labels_file])
+            lines += ["", "Labels: " + ", ".join(f"`{f}`" for f in files) + "."]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         return "\n".join(lines) + "\n"
 
-    def _markdown_cells(self, a):
+    def _keras_scores(self):
+        """``, accuracy 0.9722`` (the Keras model's label scores), per output for several."""
+        from keras_distill.verify.scores import LABEL_KEYS, LABEL_NAMES
+
+        def phrase(kind, scores):
+            return ", ".join(f"{LABEL_NAMES[key]} {scores[key]:.4f}" for key in LABEL_KEYS[kind]
+                             if scores.get(key) is not None)
+
+        task = self.task
+        if isinstance(task, str):
+            text = phrase(task, self.keras)
+            return f", {text}" if text else ""
+        per = self.keras.get("outputs") or {}
+        parts = [f"{name}: {phrase(kind, per[name])}" for name, kind in task.items()
+                 if phrase(kind, per.get(name, {}))]
+        return ", " + "; ".join(parts) if parts else ""
+
+    def _markdown_cells(self, a, cols):
+        from keras_distill.verify.scores import column_value
+
         m, ratio = a.metrics, self.size_ratio(a)
         arena = a.details.get("arena", {}).get("arena_size") if a.format == "micro" else None
         return [a.path or "—", a.format, a.quantization,
                 f"{a.size_bytes / 1024:.1f}" if a.size_bytes else "—",
                 f"{ratio:.2f}" if ratio is not None else "—",
-                _fmt(m.get("accuracy"), ".4f"), _fmt(m.get("agreement"), ".4f"),
-                _fmt(m.get("max_abs_error"), ".2e"), _fmt(m.get("latency_ms_median"), ".3f"),
+                *(_fmt(column_value(m, where), spec) for _, where, spec in cols),
+                _fmt(m.get("latency_ms_median"), ".3f"),
                 str(arena) if arena else "—", a.status]
 
 

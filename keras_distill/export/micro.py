@@ -56,7 +56,7 @@ _CPP_KEYWORDS = {
 }
 
 
-def c_source(model_bytes, name, *, arena=None, io=None, version=""):
+def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names=None):
     """Render a ``.tflite`` flatbuffer as a C++ source/header pair for TensorFlow Lite Micro.
 
     Args:
@@ -66,6 +66,10 @@ def c_source(model_bytes, name, *, arena=None, io=None, version=""):
             ``<name>_tensor_arena_size`` in the header.
         io: ``tflite.io_details(model_bytes)``, recorded as scale / zero-point constants.
         version: the keras-distill version, for the header comment.
+        output_names: the Keras name of each entry of ``io["outputs"]`` (a model of several
+            outputs): each output's index, scale and zero point also get a constant named after
+            it, ``<name>_<output>_output_index`` ..., since TFLM reads outputs by index and the
+            flatbuffer's order is not the Keras order.
 
     Returns:
         ``(cc_text, h_text)``; the ``.cc`` includes ``<name>_model_data.h``.
@@ -91,14 +95,22 @@ def c_source(model_bytes, name, *, arena=None, io=None, version=""):
         ]
         constants.append(
             f"constexpr unsigned int {ident}_tensor_arena_size = {arena.arena_size};")
+    outputs = (io or {}).get("outputs", [])
+    named = output_names if output_names is not None and len(outputs) > 1 else None
     for kind in ("input", "output"):
         for i, t in enumerate((io or {}).get(kind + "s", [])):
             suffix = "" if i == 0 else str(i)
-            notes.append(f"// {kind.capitalize()} {i}: {t['dtype']} {t['shape']}, scale "
+            label = f" ({named[i]!r})" if kind == "output" and named else ""
+            notes.append(f"// {kind.capitalize()} {i}{label}: {t['dtype']} {t['shape']}, scale "
                          f"{t['scale']!r}, zero point {t['zero_point']}.")
             constants.append(f"constexpr float {ident}_{kind}{suffix}_scale = {t['scale']!r}f;")
             constants.append(
                 f"constexpr int {ident}_{kind}{suffix}_zero_point = {t['zero_point']};")
+    for i, (output, t) in enumerate(zip(named or [], outputs)):
+        prefix = f"{ident}_{sanitize_identifier(output)}_output"
+        constants += [f"constexpr int {prefix}_index = {i};",
+                      f"constexpr float {prefix}_scale = {t['scale']!r}f;",
+                      f"constexpr int {prefix}_zero_point = {t['zero_point']};"]
     if io:
         notes.append("// Quantize inputs as q = round(x / scale) + zero_point; dequantize "
                      "outputs as x = (q - zero_point) * scale.")

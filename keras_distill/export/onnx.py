@@ -40,24 +40,32 @@ def convert(model, *, opset=DEFAULT_OPSET):
 
     Returns:
         The serialized ONNX ``ModelProto`` as ``bytes``. The input keeps the Keras input's
-        name and has a dynamic batch dimension.
+        name and has a dynamic batch dimension; the outputs of a model of several are named
+        as its Keras outputs.
 
     Example:
         >>> data = convert(student)  # doctest: +SKIP
         >>> open("student_float32.onnx", "wb").write(data)  # doctest: +SKIP
     """
+    import keras
     import tensorflow as tf
     import tf2onnx
 
-    from keras_distill.export.tflite import input_name, input_spec
+    from keras_distill.export.tflite import input_name, input_spec, output_names
 
     check_opset(opset)
     shape, dtype = input_spec(model)
     signature = [tf.TensorSpec((None, *shape), dtype, name=input_name(model))]
 
+    names = output_names(model) if len(model.outputs) > 1 else None
+
     @tf.function(input_signature=signature)
     def serve(x):
-        return model(x, training=False)
+        outputs = model(x, training=False)
+        if names is None:
+            return outputs
+        # named outputs: tf2onnx names graph outputs after a returned dict's keys
+        return dict(zip(names, keras.tree.flatten(outputs)))
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=int(opset))
     return proto.SerializeToString()

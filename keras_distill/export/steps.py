@@ -21,7 +21,8 @@ import numpy as np
 
 from keras_distill import io
 from keras_distill.export.artifacts import Artifact, VerificationError
-from keras_distill.verify import verify_file
+from keras_distill.verify import KEYS, verify_file
+from keras_distill.verify.per_output import reference_keys
 
 #: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
 FLOAT32_TOLERANCE = 1e-4
@@ -34,14 +35,15 @@ class Subject:
     Attributes:
         model: the Keras model.
         name: base name of its files.
-        keras_outputs: its outputs on the verification inputs.
+        keras_outputs: its outputs on the verification inputs (``{name: array}`` for a
+            model of several outputs).
         calibration: representative inputs for int8 (``None``: quantization-aware).
         qat: the quantization-aware twin of the main model (``export(qat_model=...)``).
     """
 
     model: object
     name: str
-    keras_outputs: np.ndarray | None
+    keras_outputs: np.ndarray | dict | None
     calibration: np.ndarray | None
     qat: bool = False
 
@@ -63,12 +65,15 @@ class Subject:
 
 @dataclasses.dataclass
 class Verification:
-    """What every artifact runs on: inputs, optional labels and reference outputs."""
+    """What every artifact runs on: inputs, optional labels and reference outputs, and the
+    kind of each output (one kind, or ``{output name: kind}`` for several outputs); labels and
+    reference outputs are then dicts by output name too."""
 
     x: np.ndarray
-    y: np.ndarray | None
+    y: np.ndarray | dict | None
     source: str
-    reference_outputs: np.ndarray | None = None
+    reference_outputs: np.ndarray | dict | None = None
+    kind: str | dict = "multiclass"
 
 
 class Workspace:
@@ -130,15 +135,14 @@ def _verify(record, subject, model_bytes, out_dir, verification):
     arena = record.details.get("arena", {}).get("arena_size")
     result, on_disk = verify_file(os.path.join(out_dir, record.path), verification.x,
                                   verification.y, subject.keras_outputs,
+                                  kind=verification.kind,
                                   reference_outputs=verification.reference_outputs,
                                   arena_size=arena)
     if bytes(on_disk) != bytes(model_bytes):
         raise RuntimeError(f"{record.path} on disk does not hold the converted model.")
     record.size_bytes = len(model_bytes)
     record.sha256 = hashlib.sha256(model_bytes).hexdigest()
-    record.metrics = {k: result[k] for k in (
-        "runtime", "n_samples", "accuracy", "agreement", "max_abs_error", "mean_abs_error",
-        "agreement_with_reference", "latency_ms_median")}
+    record.metrics = {k: result[k] for k in metric_keys(verification.kind)}
     record.details.setdefault("input_dtype", result["input_dtype"])
     record.details.setdefault("output_dtype", result["output_dtype"])
     record.details.update(_inspect(record.format, model_bytes))
@@ -152,6 +156,15 @@ def _verify(record, subject, model_bytes, out_dir, verification):
                         "fake-quant ops differently from TensorFlow: export ONNX from the "
                         "float model, or drop 'onnx' from formats)")
         raise VerificationError(message)
+
+
+def metric_keys(kind):
+    """The keys of an artifact's ``metrics`` for a model of ``kind`` (one kind, or a dict by
+    output name: then the scores of each output are under ``metrics["outputs"][name]``)."""
+    if isinstance(kind, dict):
+        return ("runtime", "n_samples", "max_abs_error", "mean_abs_error", "outputs",
+                "latency_ms_median")
+    return ("runtime", "n_samples", *KEYS[kind], *reference_keys(kind), "latency_ms_median")
 
 
 def _inspect(fmt, model_bytes):
@@ -175,15 +188,33 @@ def _inspect(fmt, model_bytes):
     return details
 
 
-def io_record(io_details):
-    """Input/output details, plus flat ``input_scale`` ... keys for integer models."""
+def io_record(io_details, output_names=None):
+    """Input/output details, plus flat ``input_scale`` ... keys for integer models (of the
+    first output); for a model of several outputs also ``output_names`` (the Keras name of
+    each entry of ``outputs``) and, for integer models, ``output_scales`` /
+    ``output_zero_points`` by output name."""
     record = dict(io_details)
     for kind in ("input", "output"):
         t = io_details[kind + "s"][0]
         if t["dtype"] in ("int8", "int16"):
             record[f"{kind}_scale"] = t["scale"]
             record[f"{kind}_zero_point"] = t["zero_point"]
+    outputs = io_details["outputs"]
+    if output_names is not None and len(outputs) > 1:
+        record["output_names"] = list(output_names)
+        if outputs[0]["dtype"] in ("int8", "int16"):
+            record["output_scales"] = {n: t["scale"] for n, t in zip(output_names, outputs)}
+            record["output_zero_points"] = {n: t["zero_point"]
+                                            for n, t in zip(output_names, outputs)}
     return record
+
+
+def _output_names(model_bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_distill.verify.litert import output_names
+
+    return output_names(Interpreter(model_content=bytes(model_bytes)))
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,7 +231,7 @@ def tflite_builder(subject, mode, workspace):
         data = tflite.convert(workspace.saved_model(subject, None), mode,
                               representative_data=subject.calibration,
                               layer_names=subject.layer_names)
-        return {name: data}, data, io_record(tflite.io_details(data))
+        return {name: data}, data, io_record(tflite.io_details(data), _output_names(data))
     return [name], build
 
 
@@ -246,10 +277,11 @@ def micro_builder(subject, workspace):
                               representative_data=subject.calibration,
                               layer_names=subject.layer_names)
         io_details = tflite.io_details(data)
+        outputs = _output_names(data)
         arena = micro.measure_arena(data, layer_names=subject.layer_names)
         cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,
-                               version=__version__)
-        details = {**io_record(io_details), "arena": arena.to_dict(),
+                               version=__version__, output_names=outputs)
+        details = {**io_record(io_details, outputs), "arena": arena.to_dict(),
                    "identifiers": {"array": f"{ident}_model_data",
                                    "length": f"{ident}_model_data_len",
                                    "arena": f"{ident}_tensor_arena_size"}}

@@ -35,6 +35,10 @@ _FLOAT_FALLBACK = "use quantization 'dynamic' or 'float16' for this model, or re
 def saved_model(model, path, *, batch_size=None):
     """Write ``model`` as a TensorFlow SavedModel with one ``serve`` signature.
 
+    A model of several outputs gets a signature whose outputs are named as the Keras outputs
+    (a dict model's keys, a list model's output layer names), so the ``.tflite`` converted
+    from it names them too.
+
     Args:
         model: a built ``keras.Model`` with one input.
         path: the SavedModel folder to create.
@@ -51,8 +55,35 @@ def saved_model(model, path, *, batch_size=None):
 
     shape, dtype = input_spec(model)
     signature = [tf.TensorSpec((batch_size, *shape), dtype, name=input_name(model))]
-    model.export(str(path), format="tf_saved_model", verbose=False, input_signature=signature)
+    if len(model.outputs) > 1 and not isinstance(getattr(model, "_outputs_struct", None), dict):
+        _export_named(model, path, signature)
+    else:  # one output, or a dict of them: the signature's outputs already carry their names
+        model.export(str(path), format="tf_saved_model", verbose=False,
+                     input_signature=signature)
     return path
+
+
+def _export_named(model, path, signature):
+    """A SavedModel whose ``serve`` signature returns the outputs as a dict by Keras output
+    name (a list of outputs would be ``output_0``, ``output_1``...)."""
+    import keras
+
+    names = output_names(model)
+
+    def serve(x):
+        return dict(zip(names, keras.tree.flatten(model(x, training=False))))
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", serve, input_signature=signature)
+    archive.write_out(str(path), verbose=False)
+
+
+def output_names(model):
+    """The Keras names of ``model``'s outputs (``keras_distill.outputs.names``)."""
+    from keras_distill import outputs
+
+    return outputs.names(model)
 
 
 def input_spec(model):

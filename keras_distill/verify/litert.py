@@ -74,6 +74,35 @@ def io_details(model_bytes):
             "outputs": [describe(d) for d in interpreter.get_output_details()]}
 
 
+def output_names(interpreter):
+    """The name of each output of a LiteRT ``interpreter``, in ``get_output_details()`` order.
+
+    The names of the model's (one) signature's outputs, which ``export`` makes the Keras output
+    names, where every output tensor is in it; else the tensors' own names. (The flatbuffer's
+    output order is not the signature's: a two-output model may list its second output first.)
+
+    Example:
+        >>> from ai_edge_litert.interpreter import Interpreter  # doctest: +SKIP
+        >>> output_names(Interpreter(model_path="two_heads_float32.tflite"))  # doctest: +SKIP
+        ['cls', 'reg']
+    """
+    details = interpreter.get_output_details()
+    signatures = interpreter.get_signature_list()
+    key = "serving_default" if "serving_default" in signatures else (
+        next(iter(signatures)) if len(signatures) == 1 else None)
+    by_index = {}
+    if key is not None:
+        try:
+            outputs = interpreter.get_signature_runner(key).get_output_details()
+            by_index = {d["index"]: name for name, d in outputs.items()}
+        except (ValueError, KeyError, RuntimeError):
+            pass
+    names = [by_index.get(d["index"]) for d in details]
+    if all(names) and len(set(names)) == len(names):
+        return names
+    return [d["name"] for d in details]
+
+
 def detect_quantization(model_bytes):
     """Guess the quantization mode of a TFLite flatbuffer from its tensor types.
 
