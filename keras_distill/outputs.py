@@ -216,6 +216,8 @@ def kind_of_labels(labels, shape):
         'multiclass'
         >>> kind_of_labels(np.array([[1.0, 1.0, 0.0]]), (None, 3))
         'multilabel'
+        >>> kind_of_labels(np.array([[1, 1, 0], [0, 1, 0]]), (None, 3))  # integer multi-hot
+        'multilabel'
     """
     if labels is None:
         return None
@@ -224,11 +226,14 @@ def kind_of_labels(labels, shape):
         return None
     units = shape[-1] if shape else None
     rank = len(shape) if shape else None
+    full_shape = rank is not None and y.ndim == rank and y.shape[-1] == units
     if y.dtype.kind in "biu":
+        if units != 1 and full_shape and np.isin(y, (0, 1)).all() and \
+                not (y.sum(axis=-1) == 1).all():
+            return MULTILABEL  # integer multi-hot rows (one-hot rows stay classes)
         return BINARY if units == 1 else MULTICLASS
     finite = y[np.isfinite(y)]
     binary_values = finite.size and np.isin(finite, (0.0, 1.0)).all()
-    full_shape = rank is not None and y.ndim == rank and y.shape[-1] == units
     if units == 1:
         return BINARY if binary_values else REGRESSION
     if not full_shape:  # index-like floats for several units: classes

@@ -433,6 +433,20 @@ def test_multi_output_distills_saves_and_loads(tmp_path, xs, two_head_data):
     after = loaded.evaluate(held_out, two_head_data_slice(two_head_data, 512, end=False),
                             verbose=0, return_dict=True)
     assert after["loss"] == pytest.approx(before["loss"], rel=1e-5)
+    # the distilled student exports with both outputs, each verified in LiteRT
+    from keras_distill import export
+
+    labels = two_head_data_slice(two_head_data, 512, end=False)
+    report = export(student, tmp_path / "exported", formats=("tflite",),
+                    quantization=("float32", "int8"), representative_data=xs[:256],
+                    eval_data=(held_out, labels))
+    assert report.ok, [a.error for a in report.failed]
+    assert report.keras["task"] == {"cls": "multiclass", "reg": "regression"}
+    f32 = report.get("tflite", "float32").metrics["outputs"]
+    int8 = report.get("tflite", "int8").metrics["outputs"]
+    assert f32["cls"]["agreement"] == 1.0 and f32["reg"]["max_abs_error"] < 1e-4
+    assert int8["cls"]["agreement"] >= 0.9
+    assert int8["reg"]["max_abs_error"] < 0.1 * np.ptp(s["reg"])
 
 
 def two_head_data_slice(data, n, end=True):
