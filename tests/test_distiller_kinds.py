@@ -544,3 +544,36 @@ def test_ensembles_of_binary_or_regression_teachers(xs, kind):
     else:
         reference = ((expected - s) ** 2).mean()
     assert got["distillation_loss"] == pytest.approx(reference, rel=1e-4)
+
+
+@pytest.mark.parametrize("architecture", ["gru", "attention", "conv1d"])
+def test_taggers_of_every_architecture_distill_per_position(architecture):
+    """RNN, attention and Conv1D taggers (batch, steps, classes), with padded steps: a short
+    distillation alone halves the loss on the valid steps (the masked mean itself is checked
+    against NumPy in test_positions_average_over_valid_positions)."""
+    rng = np.random.default_rng(5)
+    steps, classes = 10, 3
+    x = rng.normal(size=(256, steps, 4)).astype("float32")
+    y = rng.integers(0, classes, size=(256, steps)).astype("int32")
+    y[:, 7:] = -1
+
+    def tagger(name, seed):
+        inp = keras.Input((steps, 4))
+        init = keras.initializers.GlorotUniform(seed=seed)
+        if architecture == "gru":
+            h = keras.layers.GRU(8, return_sequences=True, kernel_initializer=init)(inp)
+        elif architecture == "attention":
+            h = keras.layers.MultiHeadAttention(2, 4, kernel_initializer=init)(inp, inp)
+        else:
+            h = keras.layers.Conv1D(8, 3, padding="same", kernel_initializer=init)(inp)
+        return keras.Model(inp, keras.layers.Dense(classes, kernel_initializer=init)(h),
+                           name=name)
+
+    teacher, student = tagger("t", 1), tagger("s", 2)
+    d = Distiller(teacher, student, alpha=0.0)
+    d.compile(keras.optimizers.Adam(1e-2))
+    before = d.evaluate(x, y, verbose=0, return_dict=True)["distillation_loss"]
+    d.fit(x, y, epochs=4, batch_size=32, verbose=0)
+    after = d.evaluate(x, y, verbose=0, return_dict=True)["distillation_loss"]
+    assert d.output_kinds[0].positions == 1
+    assert before > 0 and after < 0.5 * before
