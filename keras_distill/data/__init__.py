@@ -1,0 +1,45 @@
+"""Datasets: the bundled scikit-learn sets (digits, the default; breast_cancer; diabetes),
+``.npz`` files, image folders, keras.datasets, and the checks shared by the stages.
+
+Everything here returns NumPy arrays in a :class:`Splits`. Inputs are ``float32``: images of
+shape ``(N, H, W, C)`` scaled to ``[0, 1]``, or feature vectors ``(N, features)``. Labels
+follow the data's task (``Splits.task``, one of ``registry.OUTPUT_KINDS``): ``int32`` class
+indices ``(N,)`` for ``"multiclass"`` and ``"binary"``, ``float32`` multi-hot rows ``(N, k)``
+for ``"multilabel"``, ``float32`` targets ``(N,)`` or ``(N, k)`` for ``"regression"``.
+
+The package: ``splits`` (:class:`Splits`, :func:`split`, :func:`standardize`), ``bundled``
+(the scikit-learn sets), ``files`` (``.npz`` files, image folders, :func:`detect_task`),
+``keras_datasets`` (:data:`KERAS_DATASETS`), ``sources`` (:func:`load`), ``checks``
+(:func:`check_finite`, :func:`check_training_arrays`), ``unlabeled`` (:func:`with_unlabeled`,
+:data:`UNLABELED`), ``calibration`` (:func:`representative_samples`) and ``errors``
+(:class:`DataError`).
+"""
+
+from __future__ import annotations
+
+from keras_distill import registry
+from keras_distill.data.bundled import load_breast_cancer, load_diabetes, load_digits
+from keras_distill.data.calibration import representative_samples
+from keras_distill.data.checks import check_finite, check_training_arrays
+from keras_distill.data.errors import DataError
+from keras_distill.data.files import detect_task, load_image_folder, load_npz
+from keras_distill.data.keras_datasets import KERAS_DATASETS, load_keras_dataset
+from keras_distill.data.sources import load
+from keras_distill.data.splits import (
+    BINARY,
+    MULTICLASS,
+    MULTILABEL,
+    REGRESSION,
+    Splits,
+    split,
+    standardize,
+)
+from keras_distill.data.unlabeled import UNLABELED, with_unlabeled
+
+__all__ = [
+    "BINARY", "KERAS_DATASETS", "MULTICLASS", "MULTILABEL", "REGRESSION", "UNLABELED",
+    "DataError", "Splits",
+    "check_finite", "check_training_arrays", "detect_task", "load", "load_breast_cancer",
+    "load_diabetes", "load_digits", "load_image_folder", "load_keras_dataset", "load_npz",
+    "registry", "representative_samples", "split", "standardize", "with_unlabeled",
+]

@@ -1,0 +1,5 @@
+"""The error of data that cannot be loaded."""
+
+
+class DataError(ValueError):
+    """Data that cannot be loaded: a missing file or key, bad shapes, no network."""
