@@ -47,7 +47,9 @@ _DESCRIPTIONS = {
     "run": "Train a teacher, train the student alone (baseline) and distill it, export the "
            "better student to TFLite / ONNX / TFLite Micro, verify every artifact and write "
            "report.md, manifest.json and report.png. With no arguments: the bundled digits "
-           "data, teacher_cnn and student_cnn, into ./exported.",
+           "data, teacher_cnn and student_cnn, into ./exported. Feature vectors (--data "
+           "breast_cancer, a binary task; --data diabetes, a regression) get teacher_mlp and "
+           "student_mlp, and the metrics of their task.",
     "distill": "Distill a student (a preset or a .keras file) from a teacher (a .keras file, or "
                "a preset trained first) and save <out_dir>/student_distilled.keras.",
     "export": "Export a .keras model to TFLite (the --quantization modes), ONNX and TFLite "
@@ -201,11 +203,19 @@ def _failed(errors, what="failed", see=""):
     return _error(f"{len(errors)} artifact(s) {what}: {'; '.join(errors)}{see}", 1)
 
 
+def _print_table(result, end=""):
+    """The job's table and, for tasks other than multiclass, what its metric columns are."""
+    print(f"\n{result.table()}")
+    if result.task != "multiclass":
+        print(result.caption())
+    print(end, end="")
+
+
 def _run(args, cfg):
     from keras_distill import pipeline
 
     result = _job(cfg, "run", command=" ".join([PROG, *args.argv]), resume=args.resume)
-    print(f"\n{result.table()}\n")
+    _print_table(result, end="\n")
     print(f"Exported: {result.selected}. {result.reason}")
     files = f"{pipeline.REPORT}, {pipeline.MANIFEST}, {pipeline.PLOT}"
     print(f"Wrote {result.out_dir}/ ({files}, the .keras models and the artifacts).")
@@ -214,14 +224,14 @@ def _run(args, cfg):
 
 def _distill(args, cfg):
     result = _job(cfg, "distill")
-    print(f"\n{result.table()}")
+    _print_table(result)
     print(f"\nSaved the distilled student to {result.path}.")
     return 0
 
 
 def _export(args, cfg):
     result = _job(cfg, "export", args.model, name=args.name)
-    print(f"\n{result.table()}")
+    _print_table(result)
     print(f"\nWrote {result.out_dir}/ (artifacts, manifest.json, report.md, report.png).")
     return _failed(result.errors, see=".")
 
@@ -233,7 +243,7 @@ def _evaluate(args, cfg):
 
         print(to_json(result.results))
     else:
-        print(f"\n{result.table()}")
+        _print_table(result)
     return _failed([f"{r['file']}: {r['error']}" for r in result.errors],
                    what="could not be run")
 
@@ -273,6 +283,12 @@ def main(argv=None):
     except config.ConfigError as exc:
         return _error(exc, 2 if exc.usage else 1)
     if getattr(args, "print_config", False):
+        from keras_distill.pipeline.tasks import resolve_without_tensorflow
+
+        try:  # the data's defaults (MLP presets for feature vectors, the task's loss)
+            cfg = resolve_without_tensorflow(cfg)
+        except ValueError as exc:
+            return _error(exc, 1)
         print(cfg.to_toml(), end="")
         return 0
 

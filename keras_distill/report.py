@@ -2,8 +2,11 @@
 
 One :class:`Row` per Keras model or exported artifact; the same rows make the console table
 (:func:`format_table`), the Markdown table (:func:`markdown_table`) and the plot
-(:func:`plot_accuracy_vs_size`). Files are written atomically (a temporary file, then a
-rename), so a crash never leaves a half-written report.
+(:func:`plot_accuracy_vs_size`). Their metric columns follow the task (:data:`METRIC_COLUMNS`):
+accuracy and agreement for multiclass, AUC too for binary, micro-F1 for multi-label, MAE, RMSE
+and the error against the reference for regression; :func:`caption` says what they are.
+Files are written atomically (a temporary file, then a rename), so a crash never leaves a
+half-written report.
 
 Example:
     >>> rows = [Row("teacher", "keras", params=66218, size_bytes=300_000, accuracy=0.99,
@@ -25,7 +28,9 @@ import json
 from keras_distill.io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
+    "METRIC_COLUMNS",
     "Row",
+    "caption",
     "format_table",
     "markdown",
     "markdown_table",
@@ -48,13 +53,17 @@ class Row:
         quantization: ``"float32"`` (Keras models), ``"int8"``...
         params: parameter count of the model (of the exported model, for an artifact).
         size_bytes: size on disk (a ``.keras`` file; the flatbuffer or ONNX bytes).
-        accuracy: test accuracy.
-        agreement: top-1 agreement with the reference (the teacher, in a run).
+        accuracy: test accuracy (classification; per label for multi-label).
+        agreement: top-1 agreement with the reference (the teacher, in a run); for binary and
+            multi-label, the same decision (per label).
         latency_ms: median time of one single-sample call.
         status: ``"ok"`` or ``"failed"``.
         note: e.g. ``"exported"``, or the error.
         gzip_bytes: size of the file gzip-compressed (where pruning's zeros pay off); the
             tables show a ``gzip KiB`` column when a row has it.
+        scores: the task's other test scores, by key: ``auc`` (binary), ``micro_f1``
+            (multi-label), ``mae``, ``rmse`` and ``reference_error`` (regression: the mean
+            absolute difference from the reference's outputs).
     """
 
     name: str
@@ -68,13 +77,31 @@ class Row:
     status: str = "ok"
     note: str = ""
     gzip_bytes: int | None = None
+    scores: dict = dataclasses.field(default_factory=dict)
+
+    def value(self, key):
+        """A metric of the row: ``accuracy`` and ``agreement`` are fields, the others are in
+        :attr:`scores`."""
+        if key in ("accuracy", "agreement"):
+            return getattr(self, key)
+        return self.scores.get(key)
 
     def to_dict(self):
         return dataclasses.asdict(self)
 
 
-_HEADER = ["model / artifact", "runtime", "quantization", "params", "size KiB", "test acc",
-           "agreement", "latency ms"]
+#: Placeholders of the metric headers that name the reference (``agreement_label``).
+AGREEMENT, ERROR = "{agreement}", "{error}"
+#: The metric columns of the tables per task: ``(header, key of Row.value)``.
+METRIC_COLUMNS = {
+    "multiclass": [("test acc", "accuracy"), (AGREEMENT, "agreement")],
+    "binary": [("test acc", "accuracy"), ("test AUC", "auc"), (AGREEMENT, "agreement")],
+    "multilabel": [("test acc/label", "accuracy"), ("test micro-F1", "micro_f1"),
+                   (AGREEMENT, "agreement")],
+    "regression": [("test MAE", "mae"), ("test RMSE", "rmse"), (ERROR, "reference_error")],
+}
+_HEADER = ["model / artifact", "runtime", "quantization", "params", "size KiB"]
+_LATENCY = "latency ms"
 _GZIP = "gzip KiB"
 
 
@@ -82,8 +109,20 @@ def _has_gzip(rows):
     return any(r.gzip_bytes is not None for r in rows)
 
 
-def _header(rows, agreement_label):
-    header = [*_HEADER[:6], agreement_label, _HEADER[7]]
+def _error_label(agreement_label):
+    """``"agree teacher"`` -> ``"MAE vs teacher"``: the regression column of the reference."""
+    reference = agreement_label[len("agree "):] if agreement_label.startswith("agree ") \
+        else "reference"
+    return f"MAE vs {reference}"
+
+
+def _metric_columns(task, agreement_label):
+    labels = {AGREEMENT: agreement_label, ERROR: _error_label(agreement_label)}
+    return [(labels.get(header, header), key) for header, key in METRIC_COLUMNS[task]]
+
+
+def _header(rows, agreement_label, task="multiclass"):
+    header = [*_HEADER, *(h for h, _ in _metric_columns(task, agreement_label)), _LATENCY]
     if _has_gzip(rows):
         header.insert(5, _GZIP)
     return header
@@ -93,15 +132,24 @@ def _kib(n, missing):
     return missing if n is None else f"{n / 1024:.1f}"
 
 
-def _cells(row, missing, gzip=False):
+def _metric(value, key, missing):
+    if value is None:
+        return missing
+    if key == "reference_error" and 0 < abs(value) < 1e-3:  # a float32 artifact vs Keras
+        return f"{value:.1e}"
+    return f"{value:.4f}"
+
+
+def _cells(row, missing, gzip=False, task="multiclass"):
     def fmt(value, spec):
         return missing if value is None else format(value, spec)
 
+    keys = [key for _, key in METRIC_COLUMNS[task]]
     cells = [row.name, row.runtime, row.quantization or missing, fmt(row.params, ","),
              _kib(row.size_bytes, missing),
-             fmt(row.accuracy, ".4f"), fmt(row.agreement, ".4f"), fmt(row.latency_ms, ".3f")]
+             *(_metric(row.value(k), k, missing) for k in keys), fmt(row.latency_ms, ".3f")]
     if row.status != "ok":
-        cells[5:] = ["failed", missing, missing]
+        cells[5:] = ["failed"] + [missing] * len(keys)
     if gzip:
         cells.insert(5, _kib(row.gzip_bytes, missing))
     return cells
@@ -152,27 +200,71 @@ def markdown(header, lines, *, right=()):
                      + ["| " + " | ".join(cell(c) for c in line) + " |" for line in lines])
 
 
-def format_table(rows, *, agreement_label="agreement", notes=True):
+def format_table(rows, *, agreement_label="agreement", notes=True, task="multiclass"):
     """A plain-text table, numbers right-aligned; ``note`` (if any) after the last column.
 
     Args:
         rows: :class:`Row` objects.
-        agreement_label: header of the agreement column (e.g. ``"agree teacher"``).
+        agreement_label: header of the agreement column (e.g. ``"agree teacher"``); for
+            regression the error column is named after the same reference (``"MAE vs
+            teacher"``).
         notes: append each row's ``note``.
+        task: the rows' task: its metric columns (:data:`METRIC_COLUMNS`).
+
+    Example:
+        >>> rows = [Row("student", "keras", params=1, size_bytes=2048, latency_ms=0.5,
+        ...             scores={"mae": 0.41, "rmse": 0.52, "reference_error": 0.13})]
+        >>> print(format_table(rows, agreement_label="agree teacher", task="regression"))
+        model / artifact  runtime  quantization  params  size KiB  test MAE  test RMSE  MAE vs teacher  latency ms
+        student           keras    float32            1       2.0    0.4100     0.5200          0.1300       0.500
     """
-    header = _header(rows, agreement_label)
+    header = _header(rows, agreement_label, task)
     gzip = _has_gzip(rows)
-    return text_table(header, [_cells(r, "-", gzip) for r in rows],
+    return text_table(header, [_cells(r, "-", gzip, task) for r in rows],
                       right=set(range(3, len(header))),
                       suffixes=[r.note for r in rows] if notes else None)
 
 
-def markdown_table(rows, *, agreement_label="agreement"):
-    """The rows as a Markdown table, with a ``note`` column."""
-    header = [*_header(rows, agreement_label), "note"]
+def markdown_table(rows, *, agreement_label="agreement", task="multiclass"):
+    """The rows as a Markdown table, with a ``note`` column (columns as :func:`format_table`)."""
+    header = [*_header(rows, agreement_label, task), "note"]
     gzip = _has_gzip(rows)
-    return markdown(header, [_cells(r, "—", gzip) + [r.note or ""] for r in rows],
+    return markdown(header, [_cells(r, "—", gzip, task) + [r.note or ""] for r in rows],
                     right=set(range(3, len(header) - 1)))
+
+
+def caption(task, *, reference="the teacher", name=None, target_scale=None):
+    """What the metric columns of a table of ``task`` are, in one or two sentences.
+
+    Args:
+        task: the rows' task.
+        reference: what the agreement (regression: error) column compares with.
+        name: the reference's name in the headers (default the last word of ``reference``).
+        target_scale: regression: the ``(mean, std)`` the targets were standardized with
+            (``Splits.target_scale``), to say what one unit is.
+
+    Example:
+        >>> print(caption("regression", target_scale=(152.1, 77.0)))  # doctest: +NORMALIZE_WHITESPACE
+        Test MAE and RMSE against the test targets, and MAE vs teacher: the mean absolute
+        difference from the teacher's outputs; all in z-scores of the target (standardized
+        with the training split's mean 152.1 and std 77.0: 1.0 is 77.0 in the target's units).
+    """
+    name = reference.split()[-1] if name is None else name
+    if task == "regression":
+        unit = ("all in z-scores of the target (standardized with the training split's mean "
+                f"{target_scale[0]:.1f} and std {target_scale[1]:.1f}: 1.0 is "
+                f"{target_scale[1]:.1f} in the target's units)" if target_scale else
+                "in the target's units")
+        return (f"Test MAE and RMSE against the test targets, and MAE vs {name}: the mean "
+                f"absolute difference from {reference}'s outputs; {unit}.")
+    if task == "binary":
+        return ("Test accuracy: the logit's sign (probability 0.5) against the labels; test "
+                f"AUC: the ROC AUC of the logit; agree {name}: the same predicted class as "
+                f"{reference}.")
+    if task == "multilabel":
+        return ("Test accuracy per label (every sample and label once) and micro-F1 over all "
+                f"labels; agree {name}: the same decision per label as {reference}.")
+    return f"Test accuracy and top-1 agreement with {reference} on the test split."
 
 
 def package_versions(packages):
@@ -193,9 +285,20 @@ def package_versions(packages):
     return versions
 
 
-def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size"):
-    """Save a scatter plot of test accuracy against size (log scale), one labelled point per
-    row that has both. Keras models are squares, artifacts circles; uses the Agg backend.
+#: The plot's y axis per task: ``(key of Row.value, scale, axis label, higher is better)``.
+PLOT_METRIC = {
+    "multiclass": ("accuracy", 100, "test accuracy (%)", True),
+    "binary": ("accuracy", 100, "test accuracy (%)", True),
+    "multilabel": ("micro_f1", 1, "test micro-F1", True),
+    "regression": ("mae", 1, "test MAE (lower is better; axis inverted)", False),
+}
+
+
+def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size", task="multiclass"):
+    """Save a scatter plot of the task's test metric (:data:`PLOT_METRIC`: accuracy, or
+    micro-F1, or MAE) against size (log scale), one labelled point per row that has both.
+    Keras models are squares, artifacts circles; better is up (a lower-is-better metric's
+    axis is inverted). Uses the Agg backend.
 
     Returns:
         ``path``.
@@ -205,24 +308,31 @@ def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size"):
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    points = [r for r in rows if r.status == "ok" and r.accuracy is not None
+    key, scale, label, higher = PLOT_METRIC[task]
+    points = [r for r in rows if r.status == "ok" and r.value(key) is not None
               and r.size_bytes]
+    values = [scale * r.value(key) for r in points]
     markers = {"keras": "s", "tflite": "o", "onnx": "^", "micro": "D"}
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
     try:
         for runtime, marker in markers.items():
-            group = [r for r in points if r.runtime == runtime]
+            group = [(r, v) for r, v in zip(points, values) if r.runtime == runtime]
             if group:
-                ax.scatter([r.size_bytes / 1024 for r in group], [100 * r.accuracy for r in group],
+                ax.scatter([r.size_bytes / 1024 for r, _ in group], [v for _, v in group],
                            marker=marker, s=46, label=runtime, zorder=3)
-        for r, offset in zip(points, _label_offsets(points)):
-            ax.annotate(_short_label(r), (r.size_bytes / 1024, 100 * r.accuracy), fontsize=7,
+        span = max(values) - min(values) if values else 0.0
+        offsets = _label_offsets(points, values if higher else [-v for v in values],
+                                 0.1 if scale == 100 else max(span / 60, 1e-9))
+        for r, v, offset in zip(points, values, offsets):
+            ax.annotate(_short_label(r), (r.size_bytes / 1024, v), fontsize=7,
                         xytext=offset, textcoords="offset points",
                         arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5"}
                         if abs(offset[1]) > 12 else None)
         ax.set_xscale("log")
+        if not higher:
+            ax.invert_yaxis()
         ax.set_xlabel("size (KiB, log scale)")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(label)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         if points:
@@ -244,12 +354,15 @@ def _short_label(row):
     return f"{row.runtime} {row.quantization}"
 
 
-def _label_offsets(points):
-    """Text offsets (points) that fan out the labels of points at the same accuracy."""
+def _label_offsets(points, values=None, resolution=0.1):
+    """Text offsets (points) that fan out the labels of points at the same value, to
+    ``resolution`` (``values`` as plotted; default the accuracy in %)."""
+    if values is None:
+        values = [100 * r.accuracy for r in points]
     offsets = [None] * len(points)
     clusters = {}
-    for i, r in enumerate(points):
-        clusters.setdefault(round(100 * r.accuracy, 1), []).append(i)
+    for i, v in enumerate(values):
+        clusters.setdefault(round(v / resolution), []).append(i)
     for members in clusters.values():
         members.sort(key=lambda i: points[i].size_bytes)
         for rank, i in enumerate(members):
@@ -281,11 +394,13 @@ def run_markdown(manifest, rows):
     """``report.md`` of a ``keras-distill run``, from its manifest and table rows."""
     data = manifest["data"]
     sel = manifest["selected"]
+    task = (manifest.get("task") or {}).get("kind", "multiclass")
+    scale = data.get("target_scale")
     lines = ["# keras-distill run", "",
              f"Data: {data['summary']}.", "",
              f"**Exported student: {sel['student']}.** {sel['reason']}", "",
-             markdown_table(rows, agreement_label="agree teacher"), "",
-             ("Test accuracy and top-1 agreement with the teacher on the test split; latency is "
+             markdown_table(rows, agreement_label="agree teacher", task=task), "",
+             (caption(task, target_scale=scale)[:-1] + "; latency is "
               "the median of single-sample calls (Keras: `predict_on_batch`; artifacts: their "
               "runtime with one thread). Sizes: the `.keras` file, the `.tflite`/`.onnx` file, "
               "the flatbuffer inside the micro `.cc`.")]

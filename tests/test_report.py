@@ -201,3 +201,95 @@ def test_forced_choice_notes_a_better_other():
     assert name == "student_distilled"
     assert "export_student = 'distilled'" in reason
     assert "the baseline student did better on validation" in reason
+
+
+# --- tables, plot and choice of other tasks than multiclass ---------------------------------
+
+
+REGRESSION_ROWS = [
+    Row("teacher", "keras", "float32", 4929, 47_000, latency_ms=0.6,
+        scores={"mae": 0.5624, "rmse": 0.719, "reference_error": 0.0}),
+    Row("student_float32.tflite", "tflite", "float32", 385, 3_100, latency_ms=0.005,
+        scores={"mae": 0.5710, "rmse": 0.7358, "reference_error": 5.4e-08}),
+    Row("student_int8.tflite", "tflite", "int8", 385, None, status="failed", note="boom"),
+]
+
+
+def test_tables_follow_the_task():
+    lines = report.format_table(REGRESSION_ROWS, agreement_label="agree teacher",
+                                task="regression").splitlines()
+    assert lines[0].split()[8:] == ["test", "MAE", "test", "RMSE", "MAE", "vs", "teacher",
+                                    "latency", "ms"]
+    assert lines[1].split()[5:] == ["0.5624", "0.7190", "0.0000", "0.600"]
+    assert lines[2].split()[5:] == ["0.5710", "0.7358", "5.4e-08", "0.005"]  # vs Keras: tiny
+    assert lines[3].split()[4:] == ["-", "failed", "-", "-", "-", "boom"]
+    md = report.markdown_table(REGRESSION_ROWS, agreement_label="agree keras",
+                               task="regression").splitlines()
+    assert md[0].endswith("| test MAE | test RMSE | MAE vs keras | latency ms | note |")
+    binary = [Row("student", "keras", "float32", 1025, 23_000, 0.9649, 0.9825, 0.4,
+                  scores={"auc": 0.9924})]
+    lines = report.format_table(binary, agreement_label="agree teacher",
+                                task="binary").splitlines()
+    assert "test acc  test AUC  agree teacher  latency ms" in lines[0]
+    assert lines[1].split()[5:8] == ["0.9649", "0.9924", "0.9825"]
+    # multiclass is the table it always was
+    assert report.format_table(ROWS) == report.format_table(ROWS, task="multiclass")
+    assert "z-scores of the target" in report.caption("regression", target_scale=(148.1, 77.8))
+    assert report.caption("multiclass") == ("Test accuracy and top-1 agreement with the "
+                                            "teacher on the test split.")
+
+
+def test_regression_report_and_plot_follow_the_mae(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    seen = {"labels": [], "inverted": False}
+    annotate, invert = matplotlib.axes.Axes.annotate, matplotlib.axes.Axes.invert_yaxis
+
+    def spy(self, text, xy, *args, **kwargs):
+        seen["labels"].append((text, xy[1]))
+        return annotate(self, text, xy, *args, **kwargs)
+
+    def spy_invert(self):
+        seen["inverted"] = True
+        return invert(self)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", spy)
+    monkeypatch.setattr(matplotlib.axes.Axes, "invert_yaxis", spy_invert)
+    report.plot_accuracy_vs_size(REGRESSION_ROWS, str(tmp_path / "p.png"), task="regression")
+    assert seen["labels"] == [("teacher", 0.5624), ("tflite float32", 0.5710)]
+    assert seen["inverted"]  # lower MAE is better: drawn higher
+    manifest = {"data": {"summary": "diabetes", "target_scale": [148.1, 77.8]},
+                "selected": {"student": "student_baseline", "reason": "better."},
+                "task": {"kind": "regression"}}
+    text = report.run_markdown(manifest, REGRESSION_ROWS)
+    assert "| test MAE | test RMSE | MAE vs teacher |" in text
+    assert "mean 148.1 and std 77.8: 1.0 is 77.8 in the target's units); latency is" in text
+
+
+def regression_info(name, val_mae, test_mae=None, closeness=None):
+    from keras_distill.pipeline import ModelInfo
+
+    return ModelInfo(name, None, task="regression",
+                     val_scores={"mae": val_mae, "mean_abs_error_with_teacher": closeness},
+                     test_scores={"mae": test_mae})
+
+
+def test_regression_students_are_chosen_by_the_lower_validation_mae():
+    from keras_distill.pipeline import select_student
+
+    name, reason = select_student(regression_info("student_baseline", 0.60, 0.55),
+                                  regression_info("student_distilled", 0.62, 0.57))
+    assert name == "student_baseline"
+    assert reason.startswith("The baseline did better, so it is exported: validation MAE "
+                             "0.6200 distilled vs 0.6000 baseline (student trained alone; lower "
+                             "is better).")
+    name, reason = select_student(regression_info("student_baseline", 0.60, 0.50),
+                                  regression_info("student_distilled", 0.58, 0.52))
+    assert name == "student_distilled"
+    assert "on the test split the baseline student scored lower (0.5000 vs 0.5200; lower is " \
+           "better)" in reason
+    name, reason = select_student(regression_info("student_baseline", 0.6, None, 0.10),
+                                  regression_info("student_distilled", 0.6, None, 0.20))
+    assert name == "student_baseline"
+    assert "the baseline student is closer to the teacher on validation (0.1000 vs " \
+           "0.2000)" in reason

@@ -4,10 +4,12 @@
 Each takes a resolved :class:`keras_distill.config.Config` (see ``keras_distill.config`` for the
 keys) and returns a result object; ``keras_distill.cli`` only parses arguments and prints.
 
-``run`` is the whole job: load the data; train a teacher (or the teachers of an ensemble); train
-the student alone (the baseline) and distill the same student, from the same initial weights
-and with the same shuffling, so that the teacher is the only difference; pick the student with
-the better validation accuracy; (with ``qat``) fine-tune it quantization-aware; export it to
+``run`` is the whole job: load the data and settle its task (``tasks.py``: multiclass, binary,
+multi-label or regression, from the data or the ``task`` key; MLP presets for feature
+vectors); train a teacher (or the teachers of an ensemble); train the student alone (the
+baseline) and distill the same student, from the same initial weights and with the same
+shuffling, so that the teacher is the only difference; pick the student with the better
+validation score of the task (accuracy; micro-F1 for multi-label; MAE for regression); (with ``qat``) fine-tune it quantization-aware; export it to
 every format and quantization mode in one export, each artifact verified once in its runtime
 from the file on disk, against Keras and the teacher; write ``report.md``, ``manifest.json``,
 ``report.png``, ``config.toml`` and the ``.keras`` models.
@@ -29,7 +31,8 @@ A run without ``resume`` clears ``.backup``. An earlier run's ``manifest.json`` 
 are removed when a run starts, and the run writes its own once, last, so a folder never holds a
 manifest that describes files which are not there; ``.backup`` is removed once they are written.
 
-**Layout.** ``jobs.py`` (the four jobs), ``stages.py`` (one training stage helper, the
+**Layout.** ``jobs.py`` (the four jobs), ``tasks.py`` (the task and what follows from it:
+defaults, losses, scores, the selection metric), ``stages.py`` (one training stage helper, the
 teachers), ``students.py`` (baseline, distilled and QAT students, selection), ``checkpoints.py``
 (``--resume``), ``models.py`` (loading, building, measuring), ``manifest.py`` (rows, records,
 ``manifest.json``), ``results.py`` (what the jobs return).

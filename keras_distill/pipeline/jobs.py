@@ -10,6 +10,7 @@ import time
 from keras_distill import io
 from keras_distill import report as report_lib
 from keras_distill.pipeline import manifest as manifest_lib
+from keras_distill.pipeline import tasks
 from keras_distill.pipeline.checkpoints import Checkpoints
 from keras_distill.pipeline.models import (
     TEACHER_FILE,
@@ -61,12 +62,20 @@ def _log_fn(log):
 
 
 def _start(cfg, log):
-    """What every job begins with: its log function, the output folder and the data."""
+    """What every job begins with: its log function, the output folder, the data and the
+    configuration with the task and the data's defaults resolved (:func:`tasks.resolve`)."""
     log = _log_fn(log)
     out_dir = io.output_folder(cfg["out_dir"])
-    data = load_data(cfg)
-    log(f"Data: {data.summary()}.")
-    return log, out_dir, data
+    cfg, data = tasks.resolve(cfg, load_data(cfg))
+    log(f"Data: {data.summary()}" + _task_text(cfg, data) + ".")
+    return cfg, log, out_dir, data
+
+
+def _task_text(cfg, data):
+    """``"; task binary (declared)"`` where the task is not the data's own multiclass."""
+    if cfg["task"] == "auto" and data.task == tasks.MULTICLASS:
+        return ""
+    return f"; task {data.task} ({'from the data' if cfg['task'] == 'auto' else 'declared'})"
 
 
 @dataclasses.dataclass
@@ -115,11 +124,12 @@ def run(cfg, *, log=None, command=None, resume=False, on_stage=None):
     out_dir = io.output_folder(cfg["out_dir"])
     for name in (MANIFEST, REPORT):  # an earlier run's reports must not outlive its files
         io.remove_quietly(os.path.join(out_dir, name))
-    ckpt = Checkpoints(out_dir, cfg, resume=resume, log=log)
     t = time.perf_counter()
-    data = load_data(cfg)
+    cfg, data = tasks.resolve(cfg, load_data(cfg))
     seconds["data"] = time.perf_counter() - t
-    log(f"Data: {data.summary()}.")
+    # after the data: the configuration it records has the data's defaults resolved
+    ckpt = Checkpoints(out_dir, cfg, resume=resume, log=log)
+    log(f"Data: {data.summary()}" + _task_text(cfg, data) + ".")
     ctx = Context(cfg, data, out_dir, log, ckpt, on_stage)
     trained = _train(ctx, seconds)
     rows = [m.row() for m in trained.members] + [
@@ -142,7 +152,7 @@ def run(cfg, *, log=None, command=None, resume=False, on_stage=None):
     return RunResult(out_dir, trained.selected, trained.reason, rows, manifest,
                      trained.teacher, trained.baseline, trained.distilled, export_report,
                      errors, trained.members, trained.qat,
-                     export_report if has_qat else None)
+                     export_report if has_qat else None, data.task, data.target_scale)
 
 
 def _train(ctx, seconds):
@@ -153,7 +163,8 @@ def _train(ctx, seconds):
     keras.utils.set_random_seed(cfg["seed"])
     built = build_teachers(cfg, data)
     baseline_model, distilled_model = student_pair(cfg, data, built[0][2])
-    check_distillable(cfg, [m for _, _, m in built], distilled_model)  # before any training
+    # before any training: shapes, softmax students, losses that do not fit the task
+    check_distillable(cfg, [m for _, _, m in built], distilled_model, data.task)
     teacher, members, t_val, t_test = teachers(ctx, built)
     seconds["teacher"] = teacher.train_seconds + sum(m.train_seconds for m in members)
     shrunk = transfer(cfg, (members[0] if members else teacher).model, baseline_model,
@@ -207,7 +218,8 @@ def _export_run(ctx, trained):
                      reference_outputs=trained.t_test, qat_model=qat_model, write_report=False)
     params = {False: chosen.params, True: qat.params if qat is not None else None}
     rows, records = manifest_lib.artifact_rows(report, params, source=chosen.name,
-                                               qat="student_qat", gzip=bool(cfg["prune"]))
+                                               qat="student_qat", gzip=bool(cfg["prune"]),
+                                               task=data.task)
     return report, rows, records, manifest_lib.export_errors(report)
 
 
@@ -226,7 +238,7 @@ def _export(cfg, model, data, out_dir, name, **kwargs):
             return export_lib.export(
                 model, out_dir, name=name, formats=cfg["formats"],
                 quantization=cfg["quantization"], representative_data=data.x_train,
-                eval_data=(data.x_test, data.y_test), labels=data.class_names,
+                eval_data=(data.x_test, data.y_test), labels=data.class_names, task=data.task,
                 calibration_samples=cfg["calibration_samples"], **kwargs)
         except export_lib.VerificationError as exc:
             if exc.report is None:
@@ -267,15 +279,17 @@ def _run_files(trained, export_report, records):
 def _run_manifest(ctx, trained, export_report, records, errors, seconds, command, resume):
     cfg, t = ctx.cfg, trained
     models = [*t.members, t.teacher, t.baseline, t.distilled] + ([t.qat] if t.qat else [])
+    criterion = tasks.CRITERIA[ctx.data.task][1]
     return manifest_lib.RunManifest(
         command=command, config_file=cfg.file, config=cfg.to_dict(),
-        data=manifest_lib.data_info(ctx.data), models={i.name: i.to_dict() for i in models},
+        data=manifest_lib.data_info(ctx.data), task=manifest_lib.task_info(cfg, ctx.data),
+        models={i.name: i.to_dict() for i in models},
         teacher={"ensemble": [m.name for m in t.members] or None,
                  "average": cfg["teacher.average"] if t.members else None,
                  "weights": list(t.teacher.model.weights_) if t.members else None},
         student={"from_teacher": t.transfer},
         selected={"student": t.selected, "reason": t.reason, "file": t.chosen.path,
-                  "criterion": "validation accuracy" if cfg["export_student"] == "auto"
+                  "criterion": criterion if cfg["export_student"] == "auto"
                   else f"export_student = {cfg['export_student']!r}"},
         pruning=None if not cfg["prune"] else {
             "target_sparsity": cfg["prune"], "schedule": "polynomial, reaching the target after "
@@ -296,10 +310,15 @@ def _write_run_reports(ctx, manifest, rows, selected):
     report_lib.write_text(os.path.join(out_dir, CONFIG),
                           ctx.cfg.to_toml(replace={"out_dir": "."}))
     report_lib.plot_accuracy_vs_size(
-        rows, os.path.join(out_dir, PLOT),
-        title=f"{data.name}: test accuracy vs size (exported: {selected})")
+        rows, os.path.join(out_dir, PLOT), task=data.task,
+        title=f"{data.name}: {_plotted(data.task)} vs size (exported: {selected})")
     report_lib.write_text(os.path.join(out_dir, REPORT), report_lib.run_markdown(manifest, rows))
     report_lib.write_json(os.path.join(out_dir, MANIFEST), manifest)
+
+
+def _plotted(task):
+    """The plot's metric, for its title: ``"test accuracy"``, ``"test MAE"``..."""
+    return report_lib.PLOT_METRIC[task][2].split(" (")[0]
 
 
 def distill(cfg, *, log=None, on_stage=None):
@@ -314,12 +333,12 @@ def distill(cfg, *, log=None, on_stage=None):
     """
     import keras
 
-    log, out_dir, data = _start(cfg, log)
+    cfg, log, out_dir, data = _start(cfg, log)
     ctx = Context(cfg, data, out_dir, log, Checkpoints.disabled(out_dir), on_stage)
     keras.utils.set_random_seed(cfg["seed"])
     built = build_teachers(cfg, data)
     _, student_model = student_pair(cfg, data, built[0][2])
-    check_distillable(cfg, [m for _, _, m in built], student_model)  # before any training
+    check_distillable(cfg, [m for _, _, m in built], student_model, data.task)  # before training
     teacher, members, t_val, t_test, note = _distill_teachers(ctx, built)
     transfer(cfg, (members[0] if members else teacher).model, student_model, student_model,
              log)
@@ -328,7 +347,7 @@ def distill(cfg, *, log=None, on_stage=None):
     path = save_model(student.model, os.path.join(out_dir, DISTILLED_FILE))
     student.path, student.size_bytes = path, os.path.getsize(path)
     rows = [m.row() for m in members] + [teacher.row(note), student.row(f"saved to {path}")]
-    return DistillResult(path, teacher, student, rows)
+    return DistillResult(path, teacher, student, rows, data.task, data.target_scale)
 
 
 def _distill_teachers(ctx, built):
@@ -343,8 +362,7 @@ def _distill_teachers(ctx, built):
     trained = bool(cfg.teacher_epochs())
     path = teacher_path(cfg, out_dir) if trained else None
     teacher = train_teacher(ctx, model, ref, path=path)
-    t_val, t_test = measure(teacher, ctx.data)
-    teacher.val_agreement = teacher.agreement = 1.0
+    t_val, t_test = measure(teacher, ctx.data, own_reference=True)
     note = ""
     if trained:  # trained here: saved (before the Distiller freezes it)
         teacher.path, note = path, f"saved to {path}"
@@ -365,7 +383,7 @@ def export(cfg, model_path, *, name=None, log=None):
     Returns:
         :class:`ExportResult`.
     """
-    log, out_dir, data = _start(cfg, log)
+    cfg, log, out_dir, data = _start(cfg, log)
     model = load_model(model_path, safe_mode=cfg["safe_mode"])
     check_fits_data(model, data, "model")
     if name is None:
@@ -373,29 +391,31 @@ def export(cfg, model_path, *, name=None, log=None):
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem) or "model"
     info = ModelInfo(os.path.basename(os.fspath(model_path)), model, path=os.fspath(model_path),
                      size_bytes=os.path.getsize(model_path))
-    measure(info, data)
-    info.agreement = 1.0
+    measure(info, data, own_reference=True)  # the artifacts' reference: agreement 1
     if not cfg["formats"]:
         raise ValueError("formats is empty: nothing to export; pass e.g. --formats tflite.")
     log(f"Exporting {name}: {', '.join(cfg['formats'])} x {', '.join(cfg['quantization'])}; "
         "verifying each artifact in its runtime.")
     export_report = _export(cfg, model, data, out_dir, name)
     rows, _ = manifest_lib.artifact_rows(export_report, {False: info.params},
-                                         agreement="agreement")
+                                         agreement="agreement", task=data.task)
     rows = [info.row("source model"), *rows]
-    report_lib.plot_accuracy_vs_size(rows, os.path.join(out_dir, PLOT),
-                                     title=f"{name} on {data.name}: test accuracy vs size")
-    return ExportResult(out_dir, rows, export_report, manifest_lib.export_errors(export_report))
+    report_lib.plot_accuracy_vs_size(
+        rows, os.path.join(out_dir, PLOT), task=data.task,
+        title=f"{name} on {data.name}: {_plotted(data.task)} vs size")
+    return ExportResult(out_dir, rows, export_report, manifest_lib.export_errors(export_report),
+                        data.task, data.target_scale)
 
 
 def evaluate(cfg, path, *, reference=None, log=None):
     """Run an artifact, or every artifact in a folder, on the test split.
 
     Args:
-        cfg: the configuration (``data.*`` keys, ``safe_mode``).
+        cfg: the configuration (``data.*`` keys, ``task``, ``safe_mode``).
         path: a ``.tflite``, ``.onnx`` or ``*_model_data.cc`` file, or a folder of them.
-        reference: a ``.keras`` model whose outputs the artifacts are compared with (top-1
-            agreement). Default: ``teacher.keras`` next to the artifacts, if there is one.
+        reference: a ``.keras`` model whose outputs the artifacts are compared with (the
+            task's agreement; for regression the errors). Default: ``teacher.keras`` next to
+            the artifacts, if there is one.
 
     Returns:
         :class:`EvaluateResult`.
@@ -409,16 +429,18 @@ def evaluate(cfg, path, *, reference=None, log=None):
     folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     if reference is None and os.path.isfile(os.path.join(folder, TEACHER_FILE)):
         reference = os.path.join(folder, TEACHER_FILE)
-    data = load_data(cfg)
-    log(f"Data: {data.summary()}; metrics on the {len(data.x_test)} test samples.")
+    cfg, data = tasks.resolve(cfg, load_data(cfg))
+    log(f"Data: {data.summary()}" + _task_text(cfg, data)
+        + f"; metrics on the {len(data.x_test)} test samples.")
     ref_outputs = None
     if reference is not None:
         ref_model = load_model(reference, safe_mode=cfg["safe_mode"], role="reference model")
         check_fits_data(ref_model, data, "reference model")
-        ref_outputs = predict(ref_model, data.x_test)
-        log(f"Agreement: top-1 agreement with {reference}.")
+        ref_outputs = tasks.as_logits(ref_model, predict(ref_model, data.x_test), data.task)
+        log(f"{'Error' if data.task == tasks.REGRESSION else 'Agreement'}: against the "
+            f"outputs of {reference}.")
     try:
-        results = verify.evaluate(path, data.x_test, data.y_test, ref_outputs)
+        results = verify.evaluate(path, data.x_test, data.y_test, ref_outputs, kind=data.task)
     except ValueError:
         raise
     except Exception as exc:  # noqa: BLE001  (a file its runtime cannot run: a row)
@@ -430,6 +452,7 @@ def evaluate(cfg, path, *, reference=None, log=None):
             rows.append(Row(r["file"], r.get("format", "?"), None, status="failed",
                             note=r["error"][:100]))
         else:
-            rows.append(Row(r["file"], r["format"], r["quantization"], None, r["size_bytes"],
-                            r["accuracy"], r["agreement"], r["latency_ms_median"]))
-    return EvaluateResult(rows, results, reference)
+            rows.append(manifest_lib.metric_row(r["file"], r["format"], r["quantization"], None,
+                                                r["size_bytes"], r, task=data.task,
+                                                agreement="agreement"))
+    return EvaluateResult(rows, results, reference, data.task, data.target_scale)

@@ -8,12 +8,15 @@ import time
 import numpy as np
 
 from keras_distill.io import save_model  # noqa: F401  (the jobs' atomic .keras writer)
+from keras_distill.pipeline import tasks
+from keras_distill.pipeline.tasks import BINARY, MULTICLASS, MULTILABEL, REGRESSION
 
 TEACHER_FILE = "teacher.keras"
 
 
 def load_data(cfg):
-    """The data named by ``data.*`` keys, as :class:`keras_distill.data.Splits`."""
+    """The data named by ``data.*`` keys, as :class:`keras_distill.data.Splits` (its own task:
+    :func:`keras_distill.pipeline.tasks.resolve` applies ``task``)."""
     from keras_distill import data
 
     return data.load(cfg["data.source"], validation_fraction=cfg["data.validation_fraction"],
@@ -53,6 +56,8 @@ def load_model(path, *, safe_mode=True, role="model"):
 
 
 def check_fits_data(model, data, role):
+    """Raise a ValueError naming both shapes when ``model`` does not take ``data``'s samples or
+    its output is not as wide as the data's task needs (``Splits.output_units``)."""
     name = model.name
     if not hasattr(model, "input_shape") and getattr(model, "members", None):
         model = model.members[0]  # an ensemble (a subclassed model) takes its members' shapes
@@ -60,10 +65,22 @@ def check_fits_data(model, data, role):
     if in_shape != tuple(data.input_shape) and None not in in_shape:
         raise ValueError(f"the {role} {name!r} takes inputs of shape {in_shape} but the "
                          f"data {data.name!r} has samples of shape {data.input_shape}.")
-    classes = model.output_shape[-1]
-    if classes != data.num_classes:
-        raise ValueError(f"the {role} {name!r} outputs {classes} classes but the data "
+    units = model.output_shape[-1]
+    if units == data.output_units:
+        return
+    if data.task == MULTICLASS:
+        raise ValueError(f"the {role} {name!r} outputs {units} classes but the data "
                          f"{data.name!r} has {data.num_classes}.")
+    need = {BINARY: "1 (one logit)", MULTILABEL: f"{data.output_units} (one logit per label)",
+            REGRESSION: f"{data.output_units} (one value per target)"}[data.task]
+    hint = (" For two softmax logits, set task = 'multiclass'." if data.task == BINARY and
+            units == 2 else "")
+    raise ValueError(f"the {role} {name!r} outputs {units} values but the {data.task} task of "
+                     f"the data {data.name!r} needs {need}.{hint}")
+
+
+#: What each image preset needs of a sample (the feature-vector presets take any shape).
+_IMAGE_PRESETS = ("teacher_cnn", "student_cnn")
 
 
 def build(cfg, role, data, name, ref=None):
@@ -75,22 +92,23 @@ def build(cfg, role, data, name, ref=None):
     if ref.endswith(".keras"):
         model = load_model(ref, safe_mode=cfg["safe_mode"], role=role)
     else:
-        model = presets.PRESETS[ref](data.input_shape, data.num_classes, name=name,
+        if ref in _IMAGE_PRESETS and len(data.input_shape) != 3:
+            raise ValueError(
+                f"the {role} preset {ref!r} takes images (height, width, channels) but the "
+                f"data {data.name!r} has samples of shape {data.input_shape}; use "
+                f"{role}_mlp (the default for feature vectors).")
+        model = presets.PRESETS[ref](data.input_shape, data.output_units, name=name,
                                      **cfg[f"{role}.preset_args"])
     check_fits_data(model, data, role)
     return model
 
 
-def compile_supervised(model, learning_rate):
+def compile_supervised(model, learning_rate, task=MULTICLASS):
+    """Compile ``model`` for training on the labels of ``task`` (Adam; the task's loss)."""
     import keras
 
-    from keras_distill.teachers import outputs_probabilities
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=outputs_probabilities(model) is not True),
-        metrics=["accuracy"])
+    loss, metrics = tasks.supervised_loss_and_metrics(model, task)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss, metrics=metrics)
 
 
 def losses_of(cfg):
@@ -101,23 +119,23 @@ def losses_of(cfg):
             for spec in cfg["losses"]]
 
 
-def make_distiller(cfg, teacher, student):
+def make_distiller(cfg, teacher, student, task=MULTICLASS):
     from keras_distill import Distiller
 
     return Distiller(teacher, student, temperature=cfg["temperature"], alpha=cfg["alpha"],
-                     losses=losses_of(cfg), loss_weights=cfg["loss_weights"])
+                     losses=losses_of(cfg), loss_weights=cfg["loss_weights"], task=task)
 
 
-def ensemble(cfg, members):
+def ensemble(cfg, members, task=MULTICLASS):
     from keras_distill.teachers import Ensemble
 
     return Ensemble(members, weights=cfg["teacher.weights"], average=cfg["teacher.average"],
-                    name="teacher")
+                    task=task, name="teacher")
 
 
-def check_distillable(cfg, teachers, student):
-    """Construct a Distiller on copies, so that shape, softmax and layer-name mistakes are
-    reported before any training (the real teachers stay trainable)."""
+def check_distillable(cfg, teachers, student, task=MULTICLASS):
+    """Construct a Distiller on copies, so that shape, softmax, loss-kind and layer-name
+    mistakes are reported before any training (the real teachers stay trainable)."""
     import keras
 
     try:
@@ -125,7 +143,7 @@ def check_distillable(cfg, teachers, student):
         s = keras.models.clone_model(student)
     except Exception:  # noqa: BLE001  (subclassed models do not clone: checked when distilling)
         return
-    make_distiller(cfg, t[0] if len(t) == 1 else ensemble(cfg, t), s)
+    make_distiller(cfg, t[0] if len(t) == 1 else ensemble(cfg, t, task), s, task)
 
 
 def predict(model, x):
@@ -146,20 +164,35 @@ def keras_latency_ms(model, x, n=50):
     return float(np.median(times) * 1e3)
 
 
-def agree(a, b):
-    return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
+def measure(info, data, teacher_val=None, teacher_test=None, *, own_reference=False):
+    """Fill the scores of the data's task (validation and test, against the labels and the
+    teacher's outputs), parameters and latency of ``info.model``.
 
+    Args:
+        info: the model's :class:`ModelInfo`.
+        data: the :class:`keras_distill.data.Splits` (its ``task`` says what is scored).
+        teacher_val, teacher_test: the teacher's outputs (as :func:`measure` returns them).
+        own_reference: the model is the teacher: it is its own reference (agreement 1,
+            error 0).
 
-def measure(info, data, teacher_val=None, teacher_test=None):
-    """Fill accuracies, agreements with the teacher and latency of ``info.model``."""
-    model = info.model
-    val, test = predict(model, data.x_val), predict(model, data.x_test)
-    info.params = int(model.count_params())
-    info.val_accuracy = float(np.mean(np.argmax(val, -1) == data.y_val))
-    info.test_accuracy = float(np.mean(np.argmax(test, -1) == data.y_test))
-    if teacher_test is not None:
-        info.val_agreement = agree(val, teacher_val)
-        info.agreement = agree(test, teacher_test)
+    Returns:
+        ``(val, test)``: the model's outputs, as logits where it ends in sigmoid (the
+        reference of the students' scores and of the artifacts' agreement).
+    """
+    model, task = info.model, data.task
+    val = tasks.as_logits(model, predict(model, data.x_val), task)
+    test = tasks.as_logits(model, predict(model, data.x_test), task)
+    if own_reference:
+        teacher_val, teacher_test = val, test
+    info.params, info.task = int(model.count_params()), task
+    info.val_scores = tasks.model_scores(task, val, data.y_val, teacher_val)
+    info.test_scores = tasks.model_scores(task, test, data.y_test, teacher_test)
+    if task != tasks.REGRESSION:
+        info.val_accuracy = info.val_scores["accuracy"]
+        info.test_accuracy = info.test_scores["accuracy"]
+        if teacher_test is not None:
+            info.val_agreement = info.val_scores["agreement_with_teacher"]
+            info.agreement = info.test_scores["agreement_with_teacher"]
     info.latency_ms = keras_latency_ms(model, data.x_test)
     return val, test
 

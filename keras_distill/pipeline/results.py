@@ -14,6 +14,14 @@ class ModelInfo:
 
     ``epochs_run`` is how many epochs this process trained (fewer than ``epochs`` when a fit
     was resumed, 0 for a model reused from an interrupted run); ``resumed`` says which.
+
+    ``val_scores`` and ``test_scores`` hold the scores of the ``task``
+    (``keras_distill.verify.scores.KEYS``; those against the teacher's outputs end in
+    ``_with_teacher``): multiclass ``accuracy``, ``agreement_with_teacher``; binary also
+    ``auc``; multi-label ``micro_f1``; regression ``mae``, ``rmse`` and
+    ``mean_abs_error_with_teacher`` / ``rms_error_with_teacher`` instead of accuracy and
+    agreement. ``val_accuracy``, ``test_accuracy``, ``val_agreement`` and ``agreement`` repeat
+    the classification ones (None for regression).
     """
 
     name: str
@@ -32,6 +40,25 @@ class ModelInfo:
     resumed: str | None = None
     sparsity: dict | None = None
     quantization: str = "float32"
+    task: str = "multiclass"
+    val_scores: dict | None = None
+    test_scores: dict | None = None
+
+    def val_score(self, key):
+        """A validation score by its key (``"accuracy"``: ``val_accuracy``)."""
+        if key == "accuracy" and self.val_accuracy is not None:
+            return self.val_accuracy
+        if key == "agreement_with_teacher" and self.val_agreement is not None:
+            return self.val_agreement
+        return (self.val_scores or {}).get(key)
+
+    def test_score(self, key):
+        """A test score by its key (``"accuracy"``: ``test_accuracy``)."""
+        if key == "accuracy" and self.test_accuracy is not None:
+            return self.test_accuracy
+        if key == "agreement_with_teacher" and self.agreement is not None:
+            return self.agreement
+        return (self.test_scores or {}).get(key)
 
     def to_dict(self):
         # not dataclasses.asdict: it would deep-copy (pickle) the Keras model
@@ -41,8 +68,13 @@ class ModelInfo:
         return d
 
     def row(self, note=""):
+        scores = {key: self.test_score(key) for key in ("auc", "micro_f1", "mae", "rmse")
+                  if self.test_score(key) is not None}
+        if self.task == "regression":
+            scores["reference_error"] = self.test_score("mean_abs_error_with_teacher")
         return Row(self.name, "keras", self.quantization, self.params, self.size_bytes,
-                   self.test_accuracy, self.agreement, self.latency_ms, note=note)
+                   self.test_accuracy, self.agreement, self.latency_ms, note=note,
+                   scores=scores)
 
 
 @dataclasses.dataclass
@@ -68,13 +100,20 @@ class RunResult:
     members: list = dataclasses.field(default_factory=list)
     qat: ModelInfo | None = None
     qat_export_report: object = None
+    task: str = "multiclass"
+    target_scale: tuple | None = None
 
     @property
     def ok(self):
         return not self.errors
 
     def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree teacher")
+        return report_lib.format_table(self.rows, agreement_label="agree teacher",
+                                       task=self.task)
+
+    def caption(self):
+        """What the table's metric columns are (:func:`keras_distill.report.caption`)."""
+        return report_lib.caption(self.task, target_scale=self.target_scale)
 
 
 @dataclasses.dataclass
@@ -83,9 +122,15 @@ class DistillResult:
     teacher: ModelInfo
     student: ModelInfo
     rows: list
+    task: str = "multiclass"
+    target_scale: tuple | None = None
 
     def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree teacher")
+        return report_lib.format_table(self.rows, agreement_label="agree teacher",
+                                       task=self.task)
+
+    def caption(self):
+        return report_lib.caption(self.task, target_scale=self.target_scale)
 
 
 @dataclasses.dataclass
@@ -94,13 +139,20 @@ class ExportResult:
     rows: list
     export_report: object
     errors: list = dataclasses.field(default_factory=list)
+    task: str = "multiclass"
+    target_scale: tuple | None = None
 
     @property
     def ok(self):
         return not self.errors
 
     def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree keras")
+        return report_lib.format_table(self.rows, agreement_label="agree keras",
+                                       task=self.task)
+
+    def caption(self):
+        return report_lib.caption(self.task, reference="the exported Keras model",
+                                  name="keras", target_scale=self.target_scale)
 
 
 @dataclasses.dataclass
@@ -108,6 +160,8 @@ class EvaluateResult:
     rows: list
     results: list
     reference: str | None
+    task: str = "multiclass"
+    target_scale: tuple | None = None
 
     @property
     def errors(self):
@@ -115,4 +169,8 @@ class EvaluateResult:
 
     def table(self):
         label = "agree reference" if self.reference else "agreement"
-        return report_lib.format_table(self.rows, agreement_label=label)
+        return report_lib.format_table(self.rows, agreement_label=label, task=self.task)
+
+    def caption(self):
+        return report_lib.caption(self.task, reference="the reference model",
+                                  name="reference", target_scale=self.target_scale)

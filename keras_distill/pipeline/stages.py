@@ -27,6 +27,7 @@ from keras_distill.pipeline.models import (
     teacher_path,
 )
 from keras_distill.pipeline.results import ModelInfo
+from keras_distill.pipeline.tasks import CRITERIA
 
 #: Teacher outputs of ``cache_teacher = true``, keyed to the teacher's weights and the data.
 CACHE_DIR = "cache"
@@ -264,7 +265,7 @@ def train_teacher(ctx, teacher, ref, *, name="teacher", seed=None, path=None):
                 f"{epochs_text(epochs)}.")
 
     def trainable():
-        compile_supervised(teacher, cfg["teacher.learning_rate"])
+        compile_supervised(teacher, cfg["teacher.learning_rate"], ctx.data.task)
         return teacher
     return train_stage(ctx, info, trainable, label=label, path=path, seed=seed)
 
@@ -282,8 +283,7 @@ def teachers(ctx, built):
         (_, ref, model), = built
         path = teacher_path(cfg, out_dir)
         info = train_teacher(ctx, model, ref, path=None if same_file(path, ref) else path)
-        t_val, t_test = measure(info, ctx.data)
-        info.val_agreement = info.agreement = 1.0
+        t_val, t_test = measure(info, ctx.data, own_reference=True)
         # saved now: the Distiller freezes the teacher (trainable=False) for distillation
         if info.path is None and not same_file(path, ref):  # used as it is: a copy
             save_model(info.model, path)
@@ -306,18 +306,18 @@ def _member(ctx, i, name, ref, model):
 
 def _ensemble_teacher(ctx, members):
     cfg = ctx.cfg
-    model = ensemble(cfg, [m.model for m in members])
+    model = ensemble(cfg, [m.model for m in members], ctx.data.task)
     weights = ", ".join(f"{w:.3g}" for w in model.weights_)
     teacher = ModelInfo("teacher", model, epochs=0, epochs_run=0)
-    t_val, t_test = measure(teacher, ctx.data)
-    teacher.val_agreement = teacher.agreement = 1.0
+    t_val, t_test = measure(teacher, ctx.data, own_reference=True)
     for m in members:
         measure(m, ctx.data, t_val, t_test)
     path = free_path(ctx.out_dir, TEACHER_FILE, cfg.teacher_refs(), suffix="_ensemble")
     save_model(model, path)
     teacher.path, teacher.size_bytes = os.path.basename(path), os.path.getsize(path)
+    key, name, _ = CRITERIA[ctx.data.task]
     ctx.log(f"Teacher: an ensemble of {len(members)} ({', '.join(m.name for m in members)}; "
-            f"average of their {cfg['teacher.average']}, weights {weights}): validation "
-            f"accuracy {teacher.val_accuracy:.4f} (members: "
-            + ", ".join(f"{m.val_accuracy:.4f}" for m in members) + ").")
+            f"average of their {cfg['teacher.average']}, weights {weights}): {name} "
+            f"{teacher.val_score(key):.4f} (members: "
+            + ", ".join(f"{m.val_score(key):.4f}" for m in members) + ").")
     return teacher, members, t_val, t_test

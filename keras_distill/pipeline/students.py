@@ -13,6 +13,8 @@ from keras_distill.pipeline.stages import (
     record_sparsity,
     train_stage,
 )
+from keras_distill.pipeline.tasks import CLOSENESS, CRITERIA, distiller_metrics
+from keras_distill.registry import LOSS_ARGS
 
 
 def student_pair(cfg, data, teacher=None):
@@ -75,7 +77,7 @@ def train_baseline(ctx, student, *, path=None):
                 f"parameters, {epochs_text(cfg['epochs'])}" + _pruned_text(cfg) + ").")
 
     def trainable():
-        compile_supervised(student, cfg["learning_rate"])
+        compile_supervised(student, cfg["learning_rate"], ctx.data.task)
         return student
     return train_stage(ctx, info, trainable, label="Baseline", path=path,
                        pruning=pruning_schedule(ctx))
@@ -85,19 +87,21 @@ def train_distilled(ctx, teacher, student, *, path=None):
     """The same student distilled from ``teacher`` (a Keras model or ensemble)."""
     import keras
 
-    cfg = ctx.cfg
+    cfg, task = ctx.cfg, ctx.data.task
     info = ModelInfo("student_distilled", student, epochs=cfg["epochs"], epochs_run=0)
     if not ctx.ckpt.finished(info.name):
         names = ", ".join(s["name"] for s in cfg["losses"])
-        ctx.log(f"Distilling: the same student from the teacher ({names}, temperature "
-                f"{cfg['temperature']:g}, alpha {cfg['alpha']:g}, {epochs_text(cfg['epochs'])}"
+        hot = any("temperature" in LOSS_ARGS[s["name"]] for s in cfg["losses"])
+        ctx.log(f"Distilling: the same student from the teacher ({names}, "
+                + (f"temperature {cfg['temperature']:g}, " if hot else "")
+                + f"alpha {cfg['alpha']:g}, {epochs_text(cfg['epochs'])}"
                 + _pruned_text(cfg)
                 + (", teacher outputs computed once" if cfg["cache_teacher"] else "") + ").")
 
     def trainable():
-        distiller = make_distiller(cfg, teacher, student)
+        distiller = make_distiller(cfg, teacher, student, task)
         distiller.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
-                          metrics=["accuracy"])
+                          metrics=distiller_metrics(task))
         trainable.distiller = distiller
         return distiller
     train_stage(ctx, info, trainable, label="Distilling", path=path,
@@ -142,8 +146,9 @@ def train_qat(ctx, teacher, chosen, *, path=None):
     def trainable():
         model = compress.quantize_aware(chosen.model, name="student_qat")
         compress.calibrate(model, ctx.data.x_train[:cfg["calibration_samples"]])
-        distiller = make_distiller(cfg, teacher, model)
-        distiller.compile(optimizer=keras.optimizers.Adam(rate), metrics=["accuracy"])
+        distiller = make_distiller(cfg, teacher, model, ctx.data.task)
+        distiller.compile(optimizer=keras.optimizers.Adam(rate),
+                          metrics=distiller_metrics(ctx.data.task))
         return distiller
 
     def keep_zeros(model):
@@ -158,12 +163,16 @@ def train_qat(ctx, teacher, chosen, *, path=None):
 def select_student(baseline, distilled, mode="auto"):
     """Which student to export, and why (one or two sentences).
 
-    ``mode="auto"`` picks the higher validation accuracy; on a tie, the higher validation
-    agreement with the teacher; on a second tie, the distilled student. The test split is never
-    used to choose; a baseline that scored higher on it is still named.
+    ``mode="auto"`` picks the better validation score of the students' task
+    (:data:`~keras_distill.pipeline.tasks.CRITERIA`: accuracy for multiclass and binary,
+    micro-F1 for multi-label, MAE for regression, lower being better), computed on each
+    student's predictions against the labels; on a tie, the student closer to the teacher on
+    validation (agreement; for regression the mean absolute difference); on a second tie, the
+    distilled student. The test split is never used to choose; a baseline that scored better
+    on it is still named.
 
     Args:
-        baseline, distilled: measured :class:`ModelInfo` objects.
+        baseline, distilled: measured :class:`ModelInfo` objects (of the same task).
         mode: ``"auto"``, ``"distilled"`` or ``"baseline"``.
 
     Returns:
@@ -174,34 +183,56 @@ def select_student(baseline, distilled, mode="auto"):
         >>> d = ModelInfo("student_distilled", None, val_accuracy=0.96, test_accuracy=0.96)
         >>> select_student(b, d)[0]
         'student_baseline'
+        >>> b = ModelInfo("student_baseline", None, task="regression", val_scores={"mae": 0.5})
+        >>> d = ModelInfo("student_distilled", None, task="regression", val_scores={"mae": 0.4})
+        >>> select_student(b, d)
+        ('student_distilled', 'The distilled student did better: validation MAE 0.4000 distilled vs 0.5000 baseline (student trained alone; lower is better).')
     """
-    b, d = baseline.val_accuracy, distilled.val_accuracy
-    vs = f"validation accuracy {d:.4f} distilled vs {b:.4f} baseline (student trained alone)"
+    key, what, higher = CRITERIA[distilled.task]
+
+    def better(x, y):  # x better than y
+        return x is not None and y is not None and (x > y if higher else x < y)
+
+    b, d = baseline.val_score(key), distilled.val_score(key)
+    vs = (f"{what} {d:.4f} distilled vs {b:.4f} baseline (student trained alone"
+          + ("" if higher else "; lower is better") + ")")
     if mode == "distilled":
         name, reason = "student_distilled", f"Chosen by export_student = 'distilled'; {vs}."
     elif mode == "baseline":
         name, reason = "student_baseline", f"Chosen by export_student = 'baseline'; {vs}."
-    elif d > b:
+    elif better(d, b):
         name, reason = "student_distilled", f"The distilled student did better: {vs}."
-    elif b > d:
+    elif better(b, d):
         name, reason = "student_baseline", (
             f"The baseline did better, so it is exported: {vs}. Distillation did not help with "
             "these settings.")
     else:
-        da, ba = distilled.val_agreement or 0.0, baseline.val_agreement or 0.0
-        name = "student_baseline" if ba > da else "student_distilled"
-        reason = (f"Tie on validation accuracy ({d:.4f}); the {name.split('_')[1]} student "
-                  f"agrees more with the teacher on validation ({max(da, ba):.4f} vs "
-                  f"{min(da, ba):.4f})." if da != ba else
-                  f"Tie on validation accuracy ({d:.4f}) and agreement with the teacher; the "
-                  "distilled student is exported.")
+        name, reason = _tie(baseline, distilled, what, d)
     other = baseline if name == "student_distilled" else distilled
     chosen = distilled if name == "student_distilled" else baseline
-    if other.val_accuracy > chosen.val_accuracy and mode != "auto":
+    if better(other.val_score(key), chosen.val_score(key)) and mode != "auto":
         reason += f" Note: the {other.name.split('_')[1]} student did better on validation."
-    if other.test_accuracy is not None and chosen.test_accuracy is not None and \
-            other.test_accuracy > chosen.test_accuracy:
+    t_other, t_chosen = other.test_score(key), chosen.test_score(key)
+    if better(t_other, t_chosen):
         reason += (f" Note: on the test split the {other.name.split('_')[1]} student scored "
-                   f"higher ({other.test_accuracy:.4f} vs {chosen.test_accuracy:.4f}); the "
-                   "choice uses validation data only.")
+                   f"{'higher' if higher else 'lower'} ({t_other:.4f} vs {t_chosen:.4f}"
+                   + ("" if higher else "; lower is better")
+                   + "); the choice uses validation data only.")
     return name, reason
+
+
+def _tie(baseline, distilled, what, value):
+    """The tie-break of :func:`select_student`: closeness to the teacher, then distilled."""
+    key, closeness, higher = CLOSENESS[distilled.task]
+    worst = 0.0 if higher else float("inf")
+    dc, bc = distilled.val_score(key), baseline.val_score(key)
+    dc, bc = (worst if dc is None else dc), (worst if bc is None else bc)
+    if dc == bc:
+        return "student_distilled", (f"Tie on {what} ({value:.4f}) and {closeness}; the "
+                                     "distilled student is exported.")
+    baseline_closer = bc > dc if higher else bc < dc
+    name = "student_baseline" if baseline_closer else "student_distilled"
+    first, second = (bc, dc) if baseline_closer else (dc, bc)
+    verb = "agrees more with the teacher" if higher else "is closer to the teacher"
+    return name, (f"Tie on {what} ({value:.4f}); the {name.split('_')[1]} student {verb} on "
+                  f"validation ({first:.4f} vs {second:.4f}).")
