@@ -1,7 +1,9 @@
-"""Shared pieces of the benchmark scripts: seeded training of teachers and students on digits."""
+"""Shared pieces of the benchmark scripts: seeded training of teachers and students (on digits,
+and on the data of the other output kinds), and the tables' number formats."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import sys
@@ -11,6 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras
+import numpy as np
 
 from keras_distill import Distiller
 from keras_distill.presets import teacher_cnn
@@ -36,12 +39,41 @@ def train_alone(make_student, data, seed, epochs, batch_size=64, lr=3e-3):
     return student
 
 
+def tiled(data, passes):
+    """``data`` with its training arrays repeated ``passes`` times, so that one Keras epoch is
+    ``passes`` passes over the training split (Keras shuffles all copies together each
+    epoch: every sample is seen ``passes`` times per epoch). On sets of a few hundred samples
+    Keras's fixed cost per epoch would otherwise outweigh the training steps."""
+    if passes == 1:
+        return data
+    return dataclasses.replace(data, x_train=np.concatenate([data.x_train] * passes),
+                               y_train=np.concatenate([data.y_train] * passes))
+
+
+def train_on_labels(build, data, seed, epochs, loss, batch_size=64, lr=3e-3, patience=None):
+    """``build()`` trained on the labels alone with ``loss`` and Adam(lr), seeded.
+
+    With ``patience``, training stops once the validation loss has not improved for that many
+    epochs, and the best epoch's weights are kept (``epochs`` is then the maximum).
+    """
+    keras.utils.set_random_seed(seed)
+    model = build()
+    model.compile(keras.optimizers.Adam(lr), loss)
+    callbacks, validation = None, None
+    if patience:
+        callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
+        validation = (data.x_val, data.y_val)
+    model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0,
+              validation_data=validation, callbacks=callbacks)
+    return model
+
+
 def distill(teacher, make_student, data, seed, epochs, batch_size=64, lr=3e-3, callbacks=None,
-            **kwargs):
+            metrics=("accuracy",), **kwargs):
     keras.utils.set_random_seed(seed)
     student = make_student()
     distiller = Distiller(teacher, student, **kwargs)
-    distiller.compile(keras.optimizers.Adam(lr), metrics=["accuracy"])
+    distiller.compile(keras.optimizers.Adam(lr), metrics=list(metrics) if metrics else None)
     distiller.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0,
                   callbacks=callbacks)
     return student
@@ -67,10 +99,18 @@ def accuracy(model, x, y):
     return float((model.predict(x, verbose=0, batch_size=512).argmax(-1) == y).mean())
 
 
-def mean_std(values):
-    values = [100 * v for v in values]
+def outputs(model, x):
+    """The model's outputs (logits or values) on ``x``, as NumPy."""
+    return model.predict(x, verbose=0, batch_size=512)
+
+
+def mean_std(values, scale=100, digits=1):
+    """``"mean ± std"`` of ``values`` times ``scale`` (100: fractions as percentages)."""
+    if not values:
+        return "—"
+    values = [scale * v for v in values]
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):5.1f} ± {std:3.1f}"
+    return f"{statistics.mean(values):5.{digits}f} ± {std:.{digits}f}"
 
 
 def print_table(headers, rows):

@@ -1,6 +1,6 @@
-"""Distillation quality on the bundled digits data: test accuracy, mean ± std over seeds.
+"""Distillation quality per output kind: test metrics, mean ± std over seeds.
 
-Sections (``--section``, default all):
+Sections on the bundled digits (multi-class; ``--section``, default all):
 - ``losses``: the teacher; the student trained alone; the same student distilled with each
   loss. The student is deliberately small (a 4-filter CNN, ~1.6k parameters, 40x fewer than the
   teacher) so that what the teacher adds is visible.
@@ -11,8 +11,51 @@ Sections (``--section``, default all):
   linear student alone versus distilled; int8 accuracy after post-training quantization versus
   after quantization-aware distillation; a 50%-pruned student versus the dense one.
 
-    python bench/distill_quality.py                       # 3 seeds, ~12 minutes on 2 cores
+Sections of the other output kinds, each on its own data, with three rows: the teacher; the
+student trained alone on the labels; the same student distilled by ``Distiller(task=...)``
+with the kind's default loss. Both students of a section have the same architecture, seed,
+optimizer (Adam, lr 3e-3), batch size and number of passes over the training split (no early
+stopping). Teachers train for at most 200 passes with early stopping on the validation loss
+(checked every 5 passes, patience 20 passes, best weights kept). One Keras epoch is 5 passes
+(the training arrays tiled 5x, ``common.tiled``): on these small sets Keras's fixed cost per
+epoch would otherwise outweigh the steps. Test metrics are on the held-out test split;
+"agreement" is the fraction of test predictions (samples, labels or positions) equal to the
+teacher's. The generated sets use data seed 0; the seeds vary the models' initialization and
+the order of the batches.
+- ``binary``: bundled breast_cancer (569 samples, 30 standardized features); teacher_mlp with
+  one logit (6,209 params) versus student_mlp(units=4) (129 params). Distilled with
+  BernoulliKL, T=4, alpha=0.1. Metrics: accuracy, ROC AUC, agreement (logit > 0).
+- ``regression``: bundled diabetes (442 samples, 10 features, z-scored target); teacher_mlp
+  with one output (4,929 params) versus student_mlp(units=4) (49 params). Distilled with
+  LogitMSE (MSE to the teacher's outputs), alpha=0.5 (no temperature). Metrics: MAE and RMSE
+  in the target's original units (de-standardized with ``target_scale``), R² against the
+  labels and R² against the teacher's test outputs.
+- ``multilabel``: generated (``kinds_data.make_multilabel``: 4,000 samples of 12 features from
+  a 4-component Gaussian mixture, 6 labels that are nonlinear functions of the inputs, 10% of
+  the labels flipped, the test labels too); teacher_mlp with 6 logits (5,382 params) versus
+  student_mlp(units=8) (158 params). Distilled with BernoulliKL, T=4, alpha=0.1. Metrics:
+  per-label accuracy (mean over labels), micro-F1, per-label agreement.
+- ``sequence``: generated tagging (``kinds_data.make_tagging``: 3,000 one-hot token sequences,
+  16 tokens, 24 steps, lengths 8-24 padded with label −1; 6 tags, each a function of the
+  token's ±2 neighbours, 10% random tags); a Conv1D teacher (Conv1D 64×5, Conv1D 64×3, Dense;
+  17,926 params) versus a Conv1D student (Conv1D 8×5, Dense; 702 params). Distilled with
+  SoftTargetKL per position, T=4, alpha=0.1, averaged over the valid positions. Metrics:
+  per-position accuracy and agreement, over valid (non-padded) positions.
+
+Distillation settings were fixed once, before any run, from the usual defaults (Hinton et al.,
+2015: T=4 and a small weight on the labels, alpha=0.1, as the Distiller's defaults and the
+digits sections). Regression has no temperature and no dark knowledge to soften, so its labels
+and the teacher's outputs get equal weight (alpha=0.5). They were not tuned: where
+distillation does not help, the tables say so. (Training lengths were shortened once, for run
+time, identically for both students.)
+
+    python bench/distill_quality.py                       # all sections, 3 seeds: 25 min
+                                                          # on 2 busy cores (digits 19 min)
     python bench/distill_quality.py --section losses --seeds 1
+    python bench/distill_quality.py --section binary      # one output kind alone
+
+``--epochs`` and ``--width`` apply to the digits sections (losses, teachers, students) only;
+``--seeds`` to every section.
 """
 
 import argparse
@@ -25,14 +68,18 @@ from common import (
     distill,
     int8_accuracy,
     mean_std,
+    outputs,
     print_table,
+    tiled,
     train_alone,
+    train_on_labels,
     train_teacher,
 )
+from kinds_data import make_multilabel, make_tagging
 
 from keras_distill import losses
-from keras_distill.data import load_digits
-from keras_distill.presets import student_cnn
+from keras_distill.data import load_breast_cancer, load_diabetes, load_digits
+from keras_distill.presets import student_cnn, student_mlp, teacher_mlp
 from keras_distill.teachers import Ensemble
 
 LOSS_ROWS = {
@@ -170,25 +217,227 @@ def section_students(data, seed, args, results, make_student):
     pruned_vs_dense(wide, "student width 8")
 
 
-SECTIONS = {"losses": section_losses, "teachers": section_teachers,
-            "students": section_students}
+DIGITS_SECTIONS = {"losses": section_losses, "teachers": section_teachers,
+                   "students": section_students}
+
+
+# --------------------------------------------------------------------------------------------
+# The other output kinds: teacher, student alone, student distilled
+# --------------------------------------------------------------------------------------------
+
+#: The settings of each kind's section, fixed up front (see the module docstring). Lengths
+#: are in passes over the training split; a Keras epoch is PASSES_PER_EPOCH of them.
+KIND_SETTINGS = {
+    "binary": {"passes": 60, "teacher_passes": 200, "batch_size": 32, "alpha": 0.1,
+               "temperature": 4.0, "student_units": 4},
+    "regression": {"passes": 60, "teacher_passes": 200, "batch_size": 32, "alpha": 0.5,
+                   "student_units": 4},
+    "multilabel": {"passes": 60, "teacher_passes": 200, "batch_size": 64, "alpha": 0.1,
+                   "temperature": 4.0, "student_units": 8},
+    "sequence": {"passes": 40, "teacher_passes": 200, "batch_size": 64, "alpha": 0.1,
+                 "temperature": 4.0},
+}
+LR = 3e-3
+PASSES_PER_EPOCH = 5
+PATIENCE = 4  # epochs: 20 passes
+
+
+def _kind_models(data, seed, kind, make_teacher, make_student, label_loss):
+    """The section's three models: teacher, student alone, student distilled."""
+    s = KIND_SETTINGS[kind]
+    train = tiled(data, PASSES_PER_EPOCH)
+    teacher = train_on_labels(make_teacher, train, seed,
+                              s["teacher_passes"] // PASSES_PER_EPOCH, label_loss,
+                              batch_size=s["batch_size"], lr=LR, patience=PATIENCE)
+    epochs = s["passes"] // PASSES_PER_EPOCH
+    alone = train_on_labels(make_student, train, seed, epochs, label_loss,
+                            batch_size=s["batch_size"], lr=LR)
+    task = "multiclass" if kind == "sequence" else kind
+    options = {k: s[k] for k in ("alpha", "temperature") if k in s}
+    distilled = distill(teacher, make_student, train, seed, epochs,
+                        batch_size=s["batch_size"], lr=LR, metrics=None, task=task, **options)
+    return teacher, alone, distilled
+
+
+def _rows(kind, teacher, student, loss_name):
+    s = KIND_SETTINGS[kind]
+    t = f", T={s['temperature']:g}" if "temperature" in s else ""
+    return (f"teacher ({teacher.count_params():,} params)",
+            f"student alone ({student.count_params():,} params)",
+            f"student distilled ({loss_name}{t}, alpha={s['alpha']:g})")
+
+
+def section_binary(data, seed, results):
+    from sklearn.metrics import roc_auc_score
+
+    def make_teacher():
+        return teacher_mlp(data.input_shape, 1)
+
+    def make_student():
+        return student_mlp(data.input_shape, 1, units=KIND_SETTINGS["binary"]["student_units"])
+
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    models = _kind_models(data, seed, "binary", make_teacher, make_student, bce)
+    logits = [outputs(m, data.x_test)[:, 0] for m in models]
+    y = data.y_test
+    for row, z in zip(_rows("binary", models[0], models[1], "BernoulliKL"), logits):
+        results[row]["accuracy %"].append(float(((z > 0) == y).mean()))
+        results[row]["ROC AUC %"].append(float(roc_auc_score(y, z)))
+        if z is not logits[0]:
+            results[row]["agreement with teacher %"].append(
+                float(((z > 0) == (logits[0] > 0)).mean()))
+
+
+def section_regression(data, seed, results):
+    def make_teacher():
+        return teacher_mlp(data.input_shape, 1)
+
+    def make_student():
+        return student_mlp(data.input_shape, 1,
+                           units=KIND_SETTINGS["regression"]["student_units"])
+
+    models = _kind_models(data, seed, "regression", make_teacher, make_student,
+                          keras.losses.MeanSquaredError())
+    _, std = data.target_scale
+    preds = [outputs(m, data.x_test)[:, 0] for m in models]
+    y = data.y_test
+    for row, p in zip(_rows("regression", models[0], models[1], "LogitMSE"), preds):
+        results[row]["MAE (original units)"].append(float(np.abs(p - y).mean() * std))
+        results[row]["RMSE (original units)"].append(float(np.sqrt(((p - y) ** 2).mean()) * std))
+        results[row]["R² vs labels"].append(_r2(y, p))
+        if p is not preds[0]:
+            results[row]["R² vs teacher outputs"].append(_r2(preds[0], p))
+
+
+def _r2(target, prediction):
+    return float(1.0 - ((prediction - target) ** 2).sum() / ((target - target.mean()) ** 2).sum())
+
+
+def section_multilabel(data, seed, results):
+    from sklearn.metrics import f1_score
+
+    units = data.output_units
+
+    def make_teacher():
+        return teacher_mlp(data.input_shape, units)
+
+    def make_student():
+        return student_mlp(data.input_shape, units,
+                           units=KIND_SETTINGS["multilabel"]["student_units"])
+
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    models = _kind_models(data, seed, "multilabel", make_teacher, make_student, bce)
+    predicted = [outputs(m, data.x_test) > 0 for m in models]
+    y = data.y_test > 0.5
+    for row, p in zip(_rows("multilabel", models[0], models[1], "BernoulliKL"), predicted):
+        results[row]["per-label accuracy %"].append(float((p == y).mean()))
+        results[row]["micro-F1 %"].append(float(f1_score(y, p, average="micro")))
+        if p is not predicted[0]:
+            results[row]["per-label agreement with teacher %"].append(
+                float((p == predicted[0]).mean()))
+
+
+def conv_tagger(input_shape, tags, layers_spec, name):
+    """A Conv1D tagger: ``(steps, features)`` -> ``(steps, tags)`` logits; ``layers_spec`` is
+    ``[(filters, kernel size)]``, each a ReLU "same" convolution."""
+    inputs = keras.Input(shape=input_shape, name="tokens")
+    x = inputs
+    for i, (filters, kernel) in enumerate(layers_spec):
+        x = keras.layers.Conv1D(filters, kernel, padding="same", activation="relu",
+                                name=f"conv{i + 1}")(x)
+    return keras.Model(inputs, keras.layers.Dense(tags, name="logits")(x), name=name)
+
+
+def section_sequence(data, seed, results):
+    tags = data.num_classes
+
+    def make_teacher():
+        return conv_tagger(data.input_shape, tags, [(64, 5), (64, 3)], "teacher_tagger")
+
+    def make_student():
+        return conv_tagger(data.input_shape, tags, [(8, 5)], "student_tagger")
+
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=-1)
+    models = _kind_models(data, seed, "sequence", make_teacher, make_student, ce)
+    tagged = [outputs(m, data.x_test).argmax(-1) for m in models]
+    valid = data.y_test >= 0
+    for row, p in zip(_rows("sequence", models[0], models[1], "SoftTargetKL"), tagged):
+        results[row]["per-position accuracy %"].append(float((p == data.y_test)[valid].mean()))
+        if p is not tagged[0]:
+            results[row]["per-position agreement with teacher %"].append(
+                float((p == tagged[0])[valid].mean()))
+
+
+KIND_SECTIONS = {
+    "binary": (section_binary, load_breast_cancer),
+    "regression": (section_regression, load_diabetes),
+    "multilabel": (section_multilabel, make_multilabel),
+    "sequence": (section_sequence, make_tagging),
+}
+#: Columns that are not fractions (printed as they are, not as percentages).
+_PLAIN_COLUMNS = {"MAE (original units)": (1, 1), "RMSE (original units)": (1, 1),
+                  "R² vs labels": (1, 3), "R² vs teacher outputs": (1, 3)}
+
+
+def run_kind_section(name, seeds):
+    section, load = KIND_SECTIONS[name]
+    data = load(seed=0)
+    results = _Table()
+    start = time.time()
+    for seed in range(seeds):
+        section(data, seed, results)
+    s = KIND_SETTINGS[name]
+    epochs = (f"students {s['passes']} passes over the training split, teacher at most "
+              f"{s['teacher_passes']} (early stopping, patience "
+              f"{PATIENCE * PASSES_PER_EPOCH}); Adam {LR:g}, batch {s['batch_size']}")
+    extra = ""
+    if name == "sequence":
+        extra = (f"; {int((data.y_test >= 0).sum()):,} valid test positions of "
+                 f"{data.y_test.size:,}")
+    if name == "regression":
+        extra = f"; target std {data.target_scale[1]:.1f} (original units)"
+    print(f"\n## {name}\n\n{data.summary()}{extra}; {seeds} seeds; {epochs}; "
+          f"{time.time() - start:.0f} s\n")
+    columns = list(dict.fromkeys(c for metrics in results.values() for c in metrics))
+    rows = []
+    for row, metrics in results.items():
+        cells = []
+        for column in columns:
+            scale, digits = _PLAIN_COLUMNS.get(column, (100, 1))
+            cells.append(mean_std(metrics.get(column, []), scale=scale, digits=digits))
+        rows.append([row, *cells])
+    print_table(["model", *columns], rows)
+
+
+SECTIONS = [*DIGITS_SECTIONS, *KIND_SECTIONS]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--width", type=int, default=4, help="student conv width")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="epochs per digits student (losses, teachers, students)")
+    parser.add_argument("--width", type=int, default=4, help="digits student conv width")
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     args = parser.parse_args()
 
+    total = time.time()
+    if args.section in (*DIGITS_SECTIONS, "all"):
+        run_digits_sections(args)
+    for name in KIND_SECTIONS:
+        if args.section in (name, "all"):
+            run_kind_section(name, args.seeds)
+    print(f"\ntotal {time.time() - total:.0f} s")
+
+
+def run_digits_sections(args):
     data = load_digits(seed=0)
 
     def make_student():
         return student_cnn(data.input_shape, data.num_classes, width=args.width)
 
     params = make_student().count_params()
-    for name, section in SECTIONS.items():
+    for name, section in DIGITS_SECTIONS.items():
         if args.section not in (name, "all"):
             continue
         results = _Results()
@@ -204,6 +453,14 @@ def main():
 class _Results(dict):
     def __missing__(self, key):
         self[key] = []
+        return self[key]
+
+
+class _Table(dict):
+    """Row -> column -> values, created on first use."""
+
+    def __missing__(self, key):
+        self[key] = _Results()
         return self[key]
 
 
