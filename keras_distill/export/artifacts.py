@@ -28,7 +28,9 @@ class Artifact:
         quantization: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"`` or ``"int16x8"``.
         path: file name inside ``out_dir`` (the ``.cc`` for micro); ``None`` if it failed.
         files: every file of the artifact (micro: the ``.cc`` and the ``.h``).
-        status: ``"ok"`` or ``"failed"``.
+        status: ``"ok"`` (written and verified in its runtime), ``"unverified"`` (written,
+            and checked on disk, but not run: its runtime is not installed here; only a micro
+            artifact without tflite-micro, whose arena is then estimated) or ``"failed"``.
         size_bytes: size of the model (the flatbuffer for micro, whose ``.cc`` is text).
         sha256: SHA-256 of the model bytes.
         metrics: results in its runtime, measured once on the file written to disk:
@@ -39,12 +41,15 @@ class Artifact:
             ``mean_abs_error_with_reference``), ``latency_ms_median``. For a model of several
             outputs: ``runtime``, ``n_samples``, ``max_abs_error`` and ``mean_abs_error``
             (over every output), ``outputs`` (``{output name: that output's scores and
-            reference keys}``), ``latency_ms_median``.
+            reference keys}``), ``latency_ms_median``. An ``"unverified"`` artifact has only
+            ``verified`` (False), ``reason`` (why it was not run) and ``unchecked`` (what is
+            therefore not known).
         details: input/output dtype, shape, scale and zero point (several outputs:
             ``output_names``, and ``output_scales`` / ``output_zero_points`` by name for
             integer models); ``ops`` (TFLite and micro),
             ``signatures`` (TFLite), ``gzip_size_bytes``; ``arena``, ``micro_op_resolver``
-            and ``identifiers`` for micro.
+            and ``identifiers`` for micro (``arena["estimated"]`` True, with ``host`` and
+            ``reason``, for an arena estimated from the model's tensors, not measured).
         error: why it failed.
         seconds: time spent converting and verifying it.
         qat: True for an artifact of the quantization-aware twin (``export(qat_model=...)``).
@@ -65,7 +70,13 @@ class Artifact:
 
     @property
     def ok(self):
+        """Written and verified in its runtime."""
         return self.status == "ok"
+
+    @property
+    def written(self):
+        """Its files are in ``out_dir`` (verified or not)."""
+        return self.status in ("ok", "unverified")
 
     @property
     def key(self):
@@ -127,7 +138,12 @@ class ExportReport:
     @property
     def failed(self):
         """The artifacts that failed."""
-        return [a for a in self.artifacts if not a.ok]
+        return [a for a in self.artifacts if a.status == "failed"]
+
+    @property
+    def unverified(self):
+        """The artifacts written but not run (their runtime is not installed here)."""
+        return [a for a in self.artifacts if a.status == "unverified"]
 
     def get(self, format, quantization=None):
         """The artifact of ``format`` (and ``quantization``), or ``None``."""
@@ -137,9 +153,10 @@ class ExportReport:
         return None
 
     def path(self, format, quantization=None):
-        """Absolute path of an artifact's main file, or ``None`` if absent or failed."""
+        """Absolute path of an artifact's main file (verified or not), or ``None`` if absent
+        or failed."""
         a = self.get(format, quantization)
-        return os.path.join(self.out_dir, a.path) if a is not None and a.ok else None
+        return os.path.join(self.out_dir, a.path) if a is not None and a.written else None
 
     def size_ratio(self, artifact):
         """``artifact.size_bytes`` over the float32 TFLite size, or ``None``."""
@@ -164,7 +181,8 @@ class ExportReport:
 
     def to_markdown(self):
         """A Markdown report: one table row per artifact, with the columns of the output's
-        kind (multiclass: accuracy, agreement, max abs error), then failures and notes."""
+        kind (multiclass: accuracy, agreement, max abs error), then failures, the artifacts
+        not verified (and why), and notes."""
         from keras_distill.report import markdown
         from keras_distill.verify.scores import columns
 
@@ -185,6 +203,10 @@ class ExportReport:
         if self.failed:
             lines += ["", "## Failures", ""]
             lines += [f"- **{a.key}**: {a.error}" for a in self.failed]
+        if self.unverified:
+            lines += ["", "## Not verified", ""]
+            lines += [f"- **{a.key}** (`{a.path}`): {_why_unverified(a)}"
+                      for a in self.unverified]
         if self.labels_file:
             files = (self.labels_file.values() if isinstance(self.labels_file, dict)
                      else [self.labels_file])
@@ -214,13 +236,24 @@ class ExportReport:
         from keras_distill.verify.scores import column_value
 
         m, ratio = a.metrics, self.size_ratio(a)
-        arena = a.details.get("arena", {}).get("arena_size") if a.format == "micro" else None
+        arena = a.details.get("arena", {}) if a.format == "micro" else {}
+        arena = (f"{arena['arena_size']} (estimated)" if arena.get("estimated")
+                 else arena.get("arena_size"))
         return [a.path or "—", a.format, a.quantization,
                 f"{a.size_bytes / 1024:.1f}" if a.size_bytes else "—",
                 f"{ratio:.2f}" if ratio is not None else "—",
                 *(_fmt(column_value(m, where), spec) for _, where, spec in cols),
                 _fmt(m.get("latency_ms_median"), ".3f"),
                 str(arena) if arena else "—", a.status]
+
+
+def _why_unverified(a):
+    text = (f"written, {a.metrics.get('unchecked') or 'not run'}: "
+            f"{a.metrics.get('reason') or 'its runtime is not installed'}.")
+    arena = a.details.get("arena") or {}
+    if arena.get("estimated"):
+        text += f" Its tensor arena, {arena['arena_size']} bytes, is {arena['host']}."
+    return text
 
 
 def _fmt(value, spec):

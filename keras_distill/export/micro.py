@@ -8,7 +8,9 @@ have static shapes). :func:`c_source` renders it as ``<name>_model_data.cc`` / `
 
 Its tensor arena is measured by the real TFLM interpreter in child processes
 (:func:`keras_distill.verify.micro.measure_arena`, re-exported here with the other runtime
-functions).
+functions). Where the interpreter (the tflite-micro package: wheels for Linux x86-64 only) is
+not installed, the arena is estimated from the model's tensors instead
+(:func:`~keras_distill.verify.micro.estimate_arena`), and the files say so.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import re
 # keras_distill.verify.micro; re-exported here, where it was first.
 from keras_distill.verify.micro import (  # noqa: F401
     ARENA_GRANULARITY,
+    ArenaEstimate,
     ArenaMeasurement,
     check_ops,
+    estimate_arena,
     measure_arena,
     probe_arena,
     read_c_source,
@@ -62,7 +66,8 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
     Args:
         model_bytes: the int8, batch-1 ``.tflite`` flatbuffer.
         name: base name; the identifiers are ``sanitize_identifier(name) + "_model_data"``.
-        arena: an :class:`ArenaMeasurement`, recorded as a comment and as
+        arena: an :class:`ArenaMeasurement` (or an :class:`ArenaEstimate`, said to be
+            estimated, not measured), recorded as a comment and as
             ``<name>_tensor_arena_size`` in the header.
         io: ``tflite.io_details(model_bytes)``, recorded as scale / zero-point constants.
         version: the keras-distill version, for the header comment.
@@ -86,7 +91,20 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
              (f"// TensorFlow Lite Micro model {name!r}: int8 (full integer), batch size 1, "
               f"{len(model_bytes)} bytes.")]
     constants = []
-    if arena is not None:
+    if getattr(arena, "estimated", False):
+        notes += [
+            (f"// tensor_arena_size = {arena.arena_size} bytes: ESTIMATED from the model's "
+             "tensors, NOT MEASURED:"),
+            "// tflite-micro, which measures it, has wheels for Linux x86-64 only. The estimate:",
+            "// TFLM's greedy plan of the non-constant tensors plus its bookkeeping at 64-bit",
+            (f"// sizes, times {arena.margin:g}, rounded up to {arena.granularity} bytes. The "
+             "model was not run in"),
+            "// TFLM (nor its ops checked against TFLM's kernels): check the arena on the device,",
+            "// or re-export on Linux x86-64 to measure it and verify the model.",
+        ]
+        constants.append(
+            f"constexpr unsigned int {ident}_tensor_arena_size = {arena.arena_size};")
+    elif arena is not None:
         notes += [
             (f"// tensor_arena_size = {arena.arena_size} bytes: the measured minimum of "
              f"{arena.min_bytes} bytes rounded up to {arena.granularity} bytes."),

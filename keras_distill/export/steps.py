@@ -4,7 +4,9 @@
 files are written atomically, then the main file is read back and run once in its runtime
 (``keras_distill.verify.verify_file``) against the Keras model's outputs and, optionally, a
 reference's (the teacher's). A failure at any step leaves no file of the artifact behind and
-is recorded on the :class:`~keras_distill.export.artifacts.Artifact`.
+is recorded on the :class:`~keras_distill.export.artifacts.Artifact`. A micro artifact made
+where tflite-micro is not installed is written, with an estimated arena, and not run: its
+status is ``"unverified"``, with the reason.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from keras_distill.verify.per_output import reference_keys
 
 #: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
 FLOAT32_TOLERANCE = 1e-4
+#: What is not known of a micro artifact made without tflite-micro (``metrics["unchecked"]``).
+MICRO_UNCHECKED = ("not run in TFLM: its outputs, whether TFLM has a kernel for each of its "
+                   "ops, and its tensor arena (estimated from its tensors) are unchecked")
 
 
 @dataclasses.dataclass
@@ -106,7 +111,9 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
 
     Never raises for the artifact's own failure: the returned :class:`Artifact` says
     ``status="failed"`` with the error, and no file of its names is left in ``out_dir`` (not
-    even one of an earlier export, which would sit next to a manifest saying it failed).
+    even one of an earlier export, which would sit next to a manifest saying it failed). An
+    artifact whose runtime is not installed (micro without tflite-micro) is written and
+    checked on disk but not run: ``status="unverified"``, ``metrics`` say why, with a warning.
     """
     record = Artifact(format=fmt, quantization=mode, qat=subject.qat)
     start = time.perf_counter()
@@ -117,7 +124,11 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
         record.details.update(details)
         io.write_files(out_dir, files)
         record.files, record.path = names, names[-1]
-        _verify(record, subject, model_bytes, out_dir, verification)
+        not_run = _runtime_missing(record)
+        if not_run:
+            _record_unverified(record, model_bytes, out_dir, not_run)
+        else:
+            _verify(record, subject, model_bytes, out_dir, verification)
     except Exception as exc:  # noqa: BLE001 - one failed artifact must not stop the others
         record.status, record.error = "failed", f"{type(exc).__name__}: {exc}"
         record.metrics, record.path, record.files = {}, None, []
@@ -126,8 +137,35 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
             io.remove_quietly(os.path.join(out_dir, name))
         if not isinstance(exc, VerificationError):
             warnings.warn(f"export: {fmt} {mode} failed: {record.error}", stacklevel=4)
+    if record.status == "unverified":
+        warnings.warn(f"export: {fmt} {mode} written but not verified ("
+                      f"{record.metrics['unchecked']}): {record.metrics['reason']}.",
+                      stacklevel=4)
     record.seconds = round(time.perf_counter() - start, 3)
     return record
+
+
+def _runtime_missing(record):
+    """Why ``record`` cannot be run here (its arena was estimated: no TFLM), or ``None``."""
+    arena = record.details.get("arena") or {}
+    return arena.get("reason") if arena.get("estimated") else None
+
+
+def _record_unverified(record, model_bytes, out_dir, why):
+    """What can be known of an artifact without its runtime: its bytes read back from disk,
+    size, hash, ops; ``status="unverified"`` and ``metrics`` saying it was not run and why."""
+    from keras_distill.verify.micro import read_c_source
+
+    on_disk, _ = read_c_source(os.path.join(out_dir, record.path))
+    if bytes(on_disk) != bytes(model_bytes):
+        raise RuntimeError(f"{record.path} on disk does not hold the converted model.")
+    record.size_bytes = len(model_bytes)
+    record.sha256 = hashlib.sha256(model_bytes).hexdigest()
+    record.status = "unverified"
+    record.metrics = {"verified": False, "reason": why, "unchecked": MICRO_UNCHECKED}
+    record.details.setdefault("input_dtype", record.details["inputs"][0]["dtype"])
+    record.details.setdefault("output_dtype", record.details["outputs"][0]["dtype"])
+    record.details.update(_inspect(record.format, model_bytes))
 
 
 def _verify(record, subject, model_bytes, out_dir, verification):
@@ -261,6 +299,9 @@ def onnx_int8_builder(subject, float_path, opset):
 
 
 def micro_builder(subject, workspace):
+    """The int8, batch-1 model as C source, with its arena measured in TFLM; where tflite-micro
+    is not installed, with its arena estimated from the model's tensors (and the artifact
+    left unverified by :func:`produce`)."""
     from keras_distill.export import micro
 
     ident = micro.sanitize_identifier(subject.name)
@@ -269,16 +310,17 @@ def micro_builder(subject, workspace):
     def build():
         from keras_distill import __version__
         from keras_distill.export import tflite
-        from keras_distill.verify.micro import require_runtime
-
-        require_runtime()  # before converting: the arena cannot be measured without it
+        from keras_distill.verify import micro as micro_runtime
 
         data = tflite.convert(workspace.saved_model(subject, 1), "int8",
                               representative_data=subject.calibration,
                               layer_names=subject.layer_names)
         io_details = tflite.io_details(data)
         outputs = _output_names(data)
-        arena = micro.measure_arena(data, layer_names=subject.layer_names)
+        if micro_runtime.runtime_available():
+            arena = micro.measure_arena(data, layer_names=subject.layer_names)
+        else:  # tflite-micro has wheels for Linux x86-64 only
+            arena = micro.estimate_arena(data)
         cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,
                                version=__version__, output_names=outputs)
         details = {**io_record(io_details, outputs), "arena": arena.to_dict(),
