@@ -128,6 +128,27 @@ def final_activation(tensor):
     return name if name in ("softmax", "sigmoid") else None
 
 
+def visibly_linear(model):
+    """Per output of ``model``: True where its last layer visibly applies no softmax or
+    sigmoid (a layer with a known other activation, e.g. ``Dense(n)``), so the output holds
+    logits or values; False where that cannot be seen (a custom layer, a subclassed model).
+
+    Example:
+        >>> import keras
+        >>> visibly_linear(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]))
+        [True]
+    """
+    if hasattr(model, "output_activation"):  # declared (keras_distill.teachers.Ensemble)
+        return [model.output_activation is None]
+    tensors = list(getattr(model, "outputs", None) or [])
+    result = []
+    for tensor in tensors:
+        layer = _producer(tensor)
+        activation = getattr(layer, "activation", None) if layer is not None else None
+        result.append(activation is not None and final_activation(tensor) is None)
+    return result or [False]
+
+
 def activations(model):
     """One of ``"softmax"``, ``"sigmoid"`` or None per output of ``model``.
 

@@ -78,8 +78,8 @@ class TeacherCheck:
             "No usual cause was found (input scaling, BatchNormalization statistics, label "
             "order); check that the teacher was trained on this task and data.")
         return (f"The teacher cannot teach: {what}. Distilling from it would teach the "
-                f"student noise. {causes} To distill anyway, pass --allow-weak-teacher "
-                "(teacher.allow_weak = true).")
+                f"student noise. {causes} To distill anyway, pass --teacher-allow-weak "
+                "(teacher.allow_weak = true in a configuration file).")
 
 
 def check_teacher(teacher, x, y, *, kind=None, baseline=None, batch_size=256,
@@ -91,8 +91,8 @@ def check_teacher(teacher, x, y, *, kind=None, baseline=None, batch_size=256,
         x, y: validation inputs and labels (class indices, 0/1, or float targets).
         kind: the output kind (``keras_distill.outputs``), or None to detect it from the
             teacher and the labels.
-        baseline: the validation score of the student trained alone, if known: a teacher
-            below it cannot teach either.
+        baseline: the validation score of the student trained alone (in the check's metric:
+            see :func:`score`), if known: a teacher below it cannot teach either.
         batch_size: prediction batch size.
         raise_error: raise :class:`TeacherCannotTeach` instead of returning a failed check.
 
@@ -105,31 +105,38 @@ def check_teacher(teacher, x, y, *, kind=None, baseline=None, batch_size=256,
     activation = outputs_lib.activations(teacher)[0]
 
     def score_of(out):
-        return _score(kind, out, y, activation)
+        return score(kind, out, y, activation)
 
-    score = score_of(teacher.predict(x, batch_size=batch_size, verbose=0))
+    out = np.asarray(teacher.predict(x, batch_size=batch_size, verbose=0))
+    value = score_of(out)
     if kind == outputs_lib.REGRESSION:
         metric, needed = "r2", 0.0
     else:
-        classes = max(2, int(teacher.output_shape[-1])) if kind == outputs_lib.MULTICLASS \
-            else 2
+        classes = max(2, out.shape[-1]) if kind == outputs_lib.MULTICLASS else 2
         metric, needed = "accuracy", CHANCE_FACTOR / classes
-    check = TeacherCheck(kind, metric, float(score), float(needed),
+    check = TeacherCheck(kind, metric, float(value), float(needed),
                          None if baseline is None else float(baseline))
     if not check.ok:
-        check.causes = _causes(teacher, x, y, kind, score, score_of, batch_size)
+        check.causes = _causes(teacher, x, y, kind, value, score_of, batch_size)
         if raise_error:
             raise TeacherCannotTeach(check.message())
     return check
 
 
-def _score(kind, out, y, activation):
+def score(kind, out, y, activation=None):
+    """The check's metric of outputs ``out`` against labels ``y``: accuracy (per label for
+    binary and multi-label outputs; ``activation="sigmoid"`` for probabilities) or R².
+
+    Example:
+        >>> score("regression", np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]))
+        1.0
+    """
     out = np.asarray(out, np.float64)
     if kind == outputs_lib.REGRESSION:
         target = y.reshape(out.shape) if y.size == out.size else y
         residual = ((target - out) ** 2).sum()
         total = ((target - target.mean(axis=0)) ** 2).sum()
-        return 1.0 - residual / total if total > 0 else 0.0
+        return float(1.0 - residual / total) if total > 0 else 0.0
     if kind == outputs_lib.MULTICLASS:
         labels = y.argmax(-1) if y.ndim == out.ndim and y.shape[-1] == out.shape[-1] else \
             y.reshape(out.shape[:-1])
@@ -141,22 +148,22 @@ def _score(kind, out, y, activation):
     return float(np.mean((out > threshold)[keep] == (labels > 0.5)[keep]))
 
 
-def _causes(teacher, x, y, kind, score, score_of, batch_size):
+def _causes(teacher, x, y, kind, current, score_of, batch_size):
     causes = []
-    scaled = _rescaled(teacher, x, score, score_of, batch_size)
+    scaled = _rescaled(teacher, x, current, score_of, batch_size)
     if scaled:
         causes.append(scaled)
-    bn = _batch_norm(teacher, x, score, score_of)
+    bn = _batch_norm(teacher, x, current, score_of)
     if bn:
         causes.append(bn)
     if kind == outputs_lib.MULTICLASS:
-        order = _label_order(teacher, x, y, score, batch_size)
+        order = _label_order(teacher, x, y, current, batch_size)
         if order:
             causes.append(order)
     return causes
 
 
-def _rescaled(teacher, x, score, score_of, batch_size):
+def _rescaled(teacher, x, current, score_of, batch_size):
     """The input range under which the teacher scores much better, if one does."""
     lo, hi = float(np.min(x)), float(np.max(x))
     candidates = []
@@ -169,7 +176,7 @@ def _rescaled(teacher, x, score, score_of, batch_size):
     best = None
     for name, alt in candidates:
         s = score_of(teacher.predict(alt.astype(np.float32), batch_size=batch_size, verbose=0))
-        if s >= score + CAUSE_MARGIN and (best is None or s > best[1]):
+        if s >= current + CAUSE_MARGIN and (best is None or s > best[1]):
             best = (name, s)
     if best is None:
         return None
@@ -178,7 +185,7 @@ def _rescaled(teacher, x, score, score_of, batch_size):
             "prepare the data as the teacher was trained.")
 
 
-def _batch_norm(teacher, x, score, score_of):
+def _batch_norm(teacher, x, current, score_of):
     """Training-mode against inference-mode scores, measured on a copy of the teacher."""
     import keras
 
@@ -202,7 +209,7 @@ def _batch_norm(teacher, x, score, score_of):
             "statistics on training data.")
 
 
-def _label_order(teacher, x, y, score, batch_size):
+def _label_order(teacher, x, y, current, batch_size):
     """The best one-to-one mapping of the teacher's classes onto the labels, if it scores much
     better than the identity (labels in another order, e.g. class folder names)."""
     from scipy.optimize import linear_sum_assignment
@@ -217,7 +224,7 @@ def _label_order(teacher, x, y, score, batch_size):
     np.add.at(counts, (pred, labels), 1)
     rows, cols = linear_sum_assignment(-counts)
     mapped = counts[rows, cols].sum() / max(1, keep.sum())
-    if mapped < score + CAUSE_MARGIN:
+    if mapped < current + CAUSE_MARGIN:
         return None
     moved = [(int(r), int(c)) for r, c in zip(rows, cols) if r != c][:5]
     pairs = ", ".join(f"teacher class {r} → label {c}" for r, c in moved)

@@ -577,3 +577,19 @@ def test_taggers_of_every_architecture_distill_per_position(architecture):
     after = d.evaluate(x, y, verbose=0, return_dict=True)["distillation_loss"]
     assert d.output_kinds[0].positions == 1
     assert before > 0 and after < 0.5 * before
+
+
+def test_a_visibly_linear_teacher_is_read_as_logits_even_in_0_1(xs):
+    """Logits that all happen to lie in [0, 1] are not taken for sigmoid probabilities when
+    the teacher's last layer is visibly linear (Dense without activation)."""
+    inp = keras.Input((INPUTS,))
+    teacher = keras.Model(inp, keras.layers.Dense(
+        1, kernel_initializer="zeros", bias_initializer=keras.initializers.Constant(0.8))(inp))
+    student = mlp(1, 7, "s")
+    d = Distiller(teacher, student, task="binary", alpha=0.0)
+    d.compile("sgd")
+    got = d.evaluate(xs[:64], batch_size=64, verbose=0, return_dict=True)
+    s = student.predict(xs[:64], verbose=0).astype("float64")
+    assert int(d._teacher_kind.numpy()) == 0
+    expected = np_bernoulli_kl(np.full_like(s, 0.8), s, 4.0).mean()
+    assert got["distillation_loss"] == pytest.approx(expected, rel=1e-5)

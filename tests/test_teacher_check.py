@@ -51,7 +51,7 @@ def test_inputs_scaled_differently_are_named(teacher, data):
     check = check_teacher(teacher, xv * 255.0, yv)
     assert not check.ok
     assert "rescaled to [0, 1]" in check.message()
-    with pytest.raises(TeacherCannotTeach, match="rescaled to \\[0, 1\\].*--allow-weak-teacher"):
+    with pytest.raises(TeacherCannotTeach, match="rescaled to \\[0, 1\\].*--teacher-allow-weak"):
         check_teacher(teacher, xv * 255.0, yv, raise_error=True)
 
 

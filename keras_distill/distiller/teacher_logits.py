@@ -1,8 +1,8 @@
 """How a teacher's outputs become logits, per output.
 
 Where the teacher shows its logits (a final ``Softmax`` or sigmoid ``Activation`` layer, or a
-final ``Dense`` with that activation) they are read before the activation, which is exact.
-Otherwise softmax probabilities become log-probabilities and sigmoid probabilities log-odds
+final ``Dense`` with that activation) they are read before the activation, which is exact;
+a visibly linear last layer (``Dense(n)``) holds logits. Otherwise softmax probabilities become log-probabilities and sigmoid probabilities log-odds
 (``keras_distill.teachers.sigmoid_to_logits``); with ``teacher_outputs="auto"`` and nothing
 visible, the first batch decides, once, inside the compiled step (a variable per output, saved
 with the Distiller). Regression values are used as they are.
@@ -49,6 +49,8 @@ class TeacherLogits:
         self.activations = (list(activations) + [None] * count)[:count]
         sources = None if teacher is None or hasattr(teacher, "output_activation") else \
             teachers_lib.logit_sources(teacher)
+        linear = (outputs_lib.visibly_linear(teacher) if teacher is not None else []) + \
+            [False] * count
         self.forms, tensors, self.dense_heads = [], [], []
         for i, activation in enumerate(self.activations):
             source = sources[i] if sources and i < len(sources) else None
@@ -58,8 +60,10 @@ class TeacherLogits:
                 self.forms.append("logits")
             elif teacher_outputs != "auto":
                 self.forms.append(teacher_outputs)
-            else:
-                self.forms.append("probabilities" if activation is not None else "auto")
+            elif activation is not None:
+                self.forms.append("probabilities")
+            else:  # a visibly linear last layer holds logits; else the first batch decides
+                self.forms.append("logits" if linear[i] else "auto")
             tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
             self.dense_heads.append(source[1] if exact else None)
         # A view of the teacher, when any output's logits lie before its final activation.
@@ -69,8 +73,8 @@ class TeacherLogits:
         self.variables = []
         for i, activation in enumerate(self.activations):
             value = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
-            if teacher_outputs == "auto" and activation is not None:
-                value = 1
+            if teacher_outputs == "auto":
+                value = 1 if activation is not None else (0 if linear[i] else -1)
             self.variables.append(keras.Variable(
                 value, dtype="int32", trainable=False,
                 name="teacher_output_kind" if i == 0 else f"teacher_output_kind_{i}",
