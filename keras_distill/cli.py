@@ -34,6 +34,7 @@ import os
 import sys
 
 from keras_distill import config, registry
+from keras_distill.locks import FolderLocked
 
 PROG = "keras-distill"
 
@@ -301,8 +302,9 @@ def main(argv=None):
                           f"kept in {os.path.abspath(cfg['out_dir'])}/.backup: add --resume to "
                           "the same command to continue.", 130)
         return _error("interrupted.", 130)
-    except (ValueError, OSError, FloatingPointError) as exc:
-        # User mistakes (bad data or model files, unwritable folders, ...): one line.
+    except (ValueError, OSError, FloatingPointError, FolderLocked) as exc:
+        # User mistakes (bad data or model files, unwritable folders, a folder in use by
+        # another command, ...): one line.
         if args.debug:
             raise
         return _error(exc, 1)

@@ -57,7 +57,8 @@ class Row:
         agreement: top-1 agreement with the reference (the teacher, in a run); for binary and
             multi-label, the same decision (per label).
         latency_ms: median time of one single-sample call.
-        status: ``"ok"`` or ``"failed"``.
+        status: ``"ok"``, ``"failed"`` or ``"unverified"`` (written; its runtime is not
+            installed here).
         note: e.g. ``"exported"``, or the error.
         gzip_bytes: size of the file gzip-compressed (where pruning's zeros pay off); the
             tables show a ``gzip KiB`` column when a row has it.
@@ -149,7 +150,7 @@ def _cells(row, missing, gzip=False, task="multiclass"):
              _kib(row.size_bytes, missing),
              *(_metric(row.value(k), k, missing) for k in keys), fmt(row.latency_ms, ".3f")]
     if row.status != "ok":
-        cells[5:] = ["failed"] + [missing] * len(keys)
+        cells[5:] = [row.status] + [missing] * len(keys)
     if gzip:
         cells.insert(5, _kib(row.gzip_bytes, missing))
     return cells
@@ -405,10 +406,16 @@ def run_markdown(manifest, rows):
               "runtime with one thread). Sizes: the `.keras` file, the `.tflite`/`.onnx` file, "
               "the flatbuffer inside the micro `.cc`.")]
     lines += _run_sections(manifest)
-    failed = [a for a in manifest.get("artifacts", []) if a.get("status") != "ok"]
+    artifacts = manifest.get("artifacts", [])
+    failed = [a for a in artifacts if a.get("status") == "failed"]
     if failed:
         lines += ["", "## Failures", ""]
         lines += [f"- **{a['format']}/{a['quantization']}**: {a.get('error')}" for a in failed]
+    unverified = [a for a in artifacts if a.get("status") == "unverified"]
+    if unverified:
+        lines += ["", "## Not verified", ""]
+        lines += [f"- **{a['format']}/{a['quantization']}** (`{a['file']}`): "
+                  f"{(a.get('export_metrics') or {}).get('reason')}" for a in unverified]
     notes = manifest.get("notes") or []
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]

@@ -3,8 +3,8 @@
 A teacher at chance level distills nothing but noise, and nothing in a distillation run says
 so: the student simply ends worse than one trained alone. :func:`check_teacher` scores the
 teacher on validation data and, when it is too weak to teach (a classifier below 1.5× chance
-accuracy or below the student trained alone; a regression teacher with R² ≤ 0), measures the
-usual causes and names the one it finds:
+accuracy, a regression teacher with R² ≤ 0, or either below the student trained alone by more
+than the sampling noise), measures the usual causes and names the one it finds:
 
 - inputs scaled differently from the teacher's training (the score is measured again with the
   inputs rescaled: [0, 1] ↔ [−1, 1] ↔ 0–255);
@@ -60,18 +60,23 @@ class TeacherCheck:
     score: float
     needed: float
     baseline: float | None = None
+    margin: float = 0.0
     causes: list = dataclasses.field(default_factory=list)
 
     @property
+    def below_baseline(self):
+        """Below the student trained alone by more than the sampling noise (``margin``)."""
+        return self.baseline is not None and self.score < self.baseline - self.margin
+
+    @property
     def ok(self):
-        return self.score > self.needed and (self.baseline is None or
-                                             self.score >= self.baseline)
+        return self.score > self.needed and not self.below_baseline
 
     def message(self):
         what = (f"validation {self.metric} {self.score:.4f}, below "
-                + (f"the student trained alone ({self.baseline:.4f})"
-                   if self.baseline is not None and self.score < self.baseline
-                   and self.score > self.needed else
+                + (f"the student trained alone ({self.baseline:.4f}, by more than the "
+                   f"sampling noise {self.margin:.4f})"
+                   if self.below_baseline and self.score > self.needed else
                    (f"{CHANCE_FACTOR}× chance ({self.needed:.4f})"
                     if self.metric == "accuracy" else "0 (no better than the mean)")))
         causes = " ".join(self.causes) if self.causes else (
@@ -92,7 +97,8 @@ def check_teacher(teacher, x, y, *, kind=None, baseline=None, batch_size=256,
         kind: the output kind (``keras_distill.outputs``), or None to detect it from the
             teacher and the labels.
         baseline: the validation score of the student trained alone (in the check's metric:
-            see :func:`score`), if known: a teacher below it cannot teach either.
+            see :func:`score`), if known: a teacher below it by more than the sampling noise
+            (two standard errors of the accuracy; 0.05 of R²) cannot teach either.
         batch_size: prediction batch size.
         raise_error: raise :class:`TeacherCannotTeach` instead of returning a failed check.
 
@@ -115,12 +121,24 @@ def check_teacher(teacher, x, y, *, kind=None, baseline=None, batch_size=256,
         classes = max(2, out.shape[-1]) if kind == outputs_lib.MULTICLASS else 2
         metric, needed = "accuracy", CHANCE_FACTOR / classes
     check = TeacherCheck(kind, metric, float(value), float(needed),
-                         None if baseline is None else float(baseline))
+                         None if baseline is None else float(baseline),
+                         _noise(metric, baseline, y.size))
     if not check.ok:
         check.causes = _causes(teacher, x, y, kind, value, score_of, batch_size)
         if raise_error:
             raise TeacherCannotTeach(check.message())
     return check
+
+
+def _noise(metric, baseline, count):
+    """How far below the baseline a teacher may score by chance of the validation sample: two
+    standard errors of an accuracy (plus one sample), or 0.05 of R²."""
+    if baseline is None:
+        return 0.0
+    if metric == "r2":
+        return 0.05
+    p = min(max(float(baseline), 0.0), 1.0)
+    return 2.0 * float(np.sqrt(p * (1.0 - p) / max(count, 1))) + 1.0 / max(count, 1)
 
 
 def score(kind, out, y, activation=None):

@@ -239,7 +239,8 @@ def test_an_interrupted_run_says_how_to_resume(tmp_path, capsys, monkeypatch):
 def tiny_run(tmp_path_factory):
     """`keras-distill run` with 1-2 epochs, TFLite float32/int8 and micro."""
     out_dir = tmp_path_factory.mktemp("run") / "exported"
-    argv = ["run", "--epochs", "2", "--teacher-epochs", "2", "--formats", "tflite,micro",
+    argv = ["run", "--epochs", "2", "--teacher-epochs", "2", "--teacher-allow-weak",
+            "--formats", "tflite,micro",
             "--quantization", "float32,int8", "--calibration-samples", "50", "--out-dir",
             str(out_dir), "--quiet"]
     import contextlib
@@ -377,7 +378,8 @@ def test_a_teacher_file_trained_further_is_never_overwritten(tiny_run, tmp_path,
     teacher.write_bytes((tiny_run["out_dir"] / "teacher.keras").read_bytes())
     digest = hashlib.sha256(teacher.read_bytes()).hexdigest()
     code, out, err = main(["distill", "--teacher", teacher, "--teacher-epochs", "1",
-                           "--epochs", "1", "--out-dir", tmp_path, "--quiet"], capsys)
+                           "--teacher-allow-weak", "--epochs", "1", "--out-dir", tmp_path,
+                           "--quiet"], capsys)
     assert code == 0, err
     assert "Teacher: training" in out
     assert hashlib.sha256(teacher.read_bytes()).hexdigest() == digest
@@ -451,8 +453,8 @@ preset_args = {width = 4}
 
 @pytest.mark.slow
 def test_run_every_format_and_the_default_quantization_modes(tmp_path, capsys):
-    code, out, err = main(["run", "--epochs", "3", "--teacher-epochs", "3", "--out-dir",
-                           tmp_path, "--quiet"], capsys)
+    code, out, err = main(["run", "--epochs", "3", "--teacher-epochs", "3",
+                           "--teacher-allow-weak", "--out-dir", tmp_path, "--quiet"], capsys)
     assert code == 0, err
     with open(tmp_path / "manifest.json") as f:
         m = json.load(f)

@@ -126,8 +126,9 @@ def test_unknown_key_lists_allowed_keys_and_suggests(tmp_path):
 
     path = write(tmp_path, "[teacher]\nwidth = 3\n")
     with pytest.raises(ConfigError, match=r"unknown key 'teacher.width' in \[teacher\]; "
-                                          r"allowed keys: average, epochs, learning_rate, "
-                                          r"model, models, preset_args, weights\."):
+                                          r"allowed keys: allow_weak, average, epochs, "
+                                          r"learning_rate, model, models, preset_args, "
+                                          r"weights\."):
         load(path)
 
 

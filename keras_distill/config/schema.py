@@ -179,6 +179,10 @@ _TEACHER = [
         "Adam learning rate of the teacher", _TRAINING),
     Key("teacher.preset_args", "table", {}, checks.preset_args,
         "keyword arguments of the teacher preset, e.g. {width = 32}", _TRAINING),
+    Key("teacher.allow_weak", "bool", False, checks.boolean,
+        "distill even from a teacher that cannot teach (below 1.5x chance accuracy or the "
+        "student trained alone; regression: R2 <= 0), instead of stopping with its measured "
+        "cause", _TRAINING),
 ]
 
 _STUDENT = [

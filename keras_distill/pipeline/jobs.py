@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
 import time
 
-from keras_distill import io
+from keras_distill import io, locks
 from keras_distill import report as report_lib
 from keras_distill.pipeline import manifest as manifest_lib
 from keras_distill.pipeline import tasks
@@ -34,6 +35,7 @@ from keras_distill.pipeline.stages import (
     CACHE_DIR,
     Context,
     build_teachers,
+    check_teacher_can_teach,
     epochs_text,
     record_sparsity,
     teachers,
@@ -119,6 +121,20 @@ def run(cfg, *, log=None, command=None, resume=False, on_stage=None):
         ValueError: bad data or models, or ``resume`` without an interrupted run (or with
             another configuration).
     """
+    with _locked(cfg, "run"):
+        return _run(cfg, log=log, command=command, resume=resume, on_stage=on_stage)
+
+
+@contextlib.contextmanager
+def _locked(cfg, command):
+    """The output folder, created and held for ``command`` (``keras_distill.locks``): a second
+    command writing the same folder at once is refused, naming this one."""
+    out_dir = io.output_folder(cfg["out_dir"])
+    with locks.folder_lock(out_dir, command):
+        yield out_dir
+
+
+def _run(cfg, *, log, command, resume, on_stage):
     log = _log_fn(log)
     started, seconds = time.perf_counter(), {}
     out_dir = io.output_folder(cfg["out_dir"])
@@ -167,10 +183,12 @@ def _train(ctx, seconds):
     check_distillable(cfg, [m for _, _, m in built], distilled_model, data.task)
     teacher, members, t_val, t_test = teachers(ctx, built)
     seconds["teacher"] = teacher.train_seconds + sum(m.train_seconds for m in members)
+    check_teacher_can_teach(ctx, teacher)  # before any student trains
     shrunk = transfer(cfg, (members[0] if members else teacher).model, baseline_model,
                       distilled_model, ctx.log)
     baseline = train_baseline(ctx, baseline_model, path=os.path.join(out_dir, BASELINE_FILE))
     seconds["baseline"] = baseline.train_seconds
+    check_teacher_can_teach(ctx, teacher, baseline)  # before distillation
     distilled = train_distilled(ctx, teacher.model, distilled_model,
                                 path=os.path.join(out_dir, DISTILLED_FILE))
     seconds["distill"] = distilled.train_seconds
@@ -331,6 +349,11 @@ def distill(cfg, *, log=None, on_stage=None):
     Returns:
         :class:`DistillResult`.
     """
+    with _locked(cfg, "distill"):
+        return _distill(cfg, log=log, on_stage=on_stage)
+
+
+def _distill(cfg, *, log, on_stage):
     import keras
 
     cfg, log, out_dir, data = _start(cfg, log)
@@ -340,6 +363,7 @@ def distill(cfg, *, log=None, on_stage=None):
     _, student_model = student_pair(cfg, data, built[0][2])
     check_distillable(cfg, [m for _, _, m in built], student_model, data.task)  # before training
     teacher, members, t_val, t_test, note = _distill_teachers(ctx, built)
+    check_teacher_can_teach(ctx, teacher)
     transfer(cfg, (members[0] if members else teacher).model, student_model, student_model,
              log)
     student = train_distilled(ctx, teacher.model, student_model)
@@ -383,6 +407,11 @@ def export(cfg, model_path, *, name=None, log=None):
     Returns:
         :class:`ExportResult`.
     """
+    with _locked(cfg, "export"):
+        return _export_job(cfg, model_path, name=name, log=log)
+
+
+def _export_job(cfg, model_path, *, name, log):
     cfg, log, out_dir, data = _start(cfg, log)
     model = load_model(model_path, safe_mode=cfg["safe_mode"])
     check_fits_data(model, data, "model")

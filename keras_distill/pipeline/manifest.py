@@ -69,6 +69,10 @@ def artifact_rows(report, params, *, source=None, qat=None, gzip=False,
         record = _record(a, qat if a.qat else source, task)
         records.append(record)
         mode = f"{a.quantization} QAT" if a.qat else a.quantization
+        if a.status == "unverified":  # written, but its runtime is not installed here
+            rows.append(Row(a.path, a.format, mode, params[a.qat], a.size_bytes,
+                            status="unverified", note=(a.metrics.get("reason") or "")[:80]))
+            continue
         if not a.ok:
             label = f"{report.name}{'_qat' if a.qat else ''} {a.format}/{a.quantization}"
             rows.append(Row(label, a.format, mode, params[a.qat], None, status="failed",
@@ -85,6 +89,11 @@ def _record(a, source, task="multiclass"):
               "quantization": a.quantization, "status": a.status, "size_bytes": a.size_bytes,
               "sha256": a.sha256, "error": a.error, "export_metrics": dict(a.metrics),
               "source_model": source, "qat": a.qat}
+    if a.status == "unverified":
+        arena = a.details.get("arena") or {}
+        record.update(verified=False, arena_size=arena.get("arena_size"),
+                      arena_estimated=bool(arena.get("estimated")))
+        return record
     if not a.ok:
         return record
     m = a.metrics

@@ -321,3 +321,24 @@ def _ensemble_teacher(ctx, members):
             f"{teacher.val_score(key):.4f} (members: "
             + ", ".join(f"{m.val_score(key):.4f}" for m in members) + ").")
     return teacher, members, t_val, t_test
+
+
+def check_teacher_can_teach(ctx, teacher, baseline=None):
+    """Stop before distillation when the teacher cannot teach (``keras_distill.teacher_check``
+    on the validation data; against the student trained alone when ``baseline`` is given),
+    naming the measured cause; with ``teacher.allow_weak``, say so and go on."""
+    from keras_distill import teacher_check
+
+    data = ctx.data
+    base = None
+    if baseline is not None:
+        base = teacher_check.score(data.task, baseline.model.predict(data.x_val, verbose=0),
+                                   data.y_val)
+    check = teacher_check.check_teacher(teacher.model, data.x_val, data.y_val, kind=data.task,
+                                        baseline=base)
+    if check.ok:
+        return check
+    if not ctx.cfg["teacher.allow_weak"]:
+        raise teacher_check.TeacherCannotTeach(check.message())
+    ctx.log(f"Warning: {check.message()} Distilling anyway (teacher.allow_weak).")
+    return check
