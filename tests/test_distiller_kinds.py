@@ -593,3 +593,52 @@ def test_a_visibly_linear_teacher_is_read_as_logits_even_in_0_1(xs):
     assert int(d._teacher_kind.numpy()) == 0
     expected = np_bernoulli_kl(np.full_like(s, 0.8), s, 4.0).mean()
     assert got["distillation_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_what_the_fuzz_found_stays_fixed(tmp_path):
+    """Found by tests/test_fuzz.py: compiled metrics without labels; one weight per sample on
+    an output with positions; a class index out of range in a dataset; export labels with -1
+    or of shape (N, steps, 1)."""
+    import tensorflow as tf
+
+    from keras_distill import export
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 4)).astype("float32")
+    xs = rng.normal(size=(6, 5, 3)).astype("float32")
+
+    def dense():
+        inp = keras.Input((4,))
+        return keras.Model(inp, keras.layers.Dense(3)(inp))
+
+    def tagger():
+        inp = keras.Input((5, 3))
+        return keras.Model(inp, keras.layers.Conv1D(3, 1)(inp))
+
+    d = Distiller(dense(), dense(), task="multiclass")
+    d.compile("adam", metrics=["accuracy"])
+    assert sorted(d.fit(x, batch_size=3, verbose=0).history) == [
+        "distillation_loss", "loss", "student_loss"]
+
+    d = Distiller(tagger(), tagger())
+    d.compile("sgd")
+    y = rng.integers(0, 3, (6, 5))
+    weighted = d.evaluate(xs, y, sample_weight=np.full(6, 2.0, "float32"), verbose=0,
+                          return_dict=True)
+    plain = d.evaluate(xs, y, verbose=0, return_dict=True)
+    # each position weighted by its sample's weight, as for flat outputs
+    assert weighted["distillation_loss"] == pytest.approx(2 * plain["distillation_loss"],
+                                                          rel=1e-5)
+
+    d = Distiller(dense(), dense())
+    d.compile("adam")
+    ds = tf.data.Dataset.from_tensor_slices((x, np.array([0, 1, 2, 3, 0, 1]))).batch(3)
+    with pytest.raises(ValueError, match=r"class index 3, outside \[0, 2\]"):
+        d.fit(ds, verbose=0)
+
+    report = export(dense(), tmp_path / "a", formats=("tflite",), quantization=("float32",),
+                    eval_data=(x, np.array([0, -1, 2, 1, 0, 2])))
+    assert report.ok
+    report = export(tagger(), tmp_path / "b", formats=("tflite",), quantization=("float32",),
+                    eval_data=(xs, rng.integers(0, 3, (6, 5, 1))))
+    assert report.ok

@@ -77,6 +77,8 @@ class Head:
             target_rank = 1 + self.output.positions
             while len(sw.shape) > target_rank:
                 sw = ops.squeeze(sw, -1)
+            while len(sw.shape) < target_rank:  # one weight per sample, for every position
+                sw = ops.expand_dims(sw, -1)
         label_w = _times(valid, sw)
         # Flat outputs: an unlabeled sample is still distilled. With positions, -1 is padding.
         distill_w = _times(valid, sw) if self.output.positions else sw

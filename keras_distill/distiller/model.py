@@ -24,6 +24,22 @@ from keras_distill.distiller.teacher_logits import TeacherLogits
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
 
 
+def _label_error(err):
+    """A ValueError for a streamed batch whose class index is out of range (NumPy labels are
+    checked before training; a dataset's only when the loss meets them)."""
+    import re
+
+    match = re.search(r"Received a label value of (-?\d+) which is outside the valid range "
+                      r"of \[0, (\d+)\)", str(err))
+    if match is None:
+        return None
+    value, classes = int(match.group(1)), int(match.group(2))
+    return ValueError(
+        f"fit: a batch of the dataset has the class index {value}, outside [0, {classes - 1}] "
+        f"(the output has {classes} classes; -1 marks an unlabeled sample). Fix the labels, "
+        "or give the output one unit per class.")
+
+
 def _flat_weights(sample_weight):
     return ops.reshape(ops.cast(sample_weight, "float32"), (-1,))
 
@@ -306,8 +322,10 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         trackers = list(getattr(self, "_trackers", {}).values())
-        compiled = [self._compile_metrics] if self._compile_metrics is not None else []
-        return trackers + compiled
+        compiled = self._compile_metrics
+        # without labels the compiled metrics are never updated, nor built: left out
+        built = compiled is not None and getattr(compiled, "built", True)
+        return trackers + ([compiled] if built else [])
 
     def call(self, inputs, training=None):
         """The student's logits (or values, for regression outputs)."""
@@ -547,9 +565,12 @@ class Distiller(keras.Model):
             return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
             stopped = guard.error_from(err)
-            if stopped is None:
+            if stopped is not None:
+                raise stopped from None
+            label = _label_error(err)
+            if label is None:
                 raise
-            raise stopped from None
+            raise label from None
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""

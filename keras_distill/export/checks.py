@@ -235,12 +235,13 @@ def _class_indices(y, n, num_classes):
                          "indices.")
     y = y.reshape(-1)
     top = num_classes - 1 if num_classes else None
-    if len(y) and (not np.isfinite(y).all() or (y != np.round(y)).any() or y.min() < 0
+    if len(y) and (not np.isfinite(y).all() or (y != np.round(y)).any() or y.min() < -1
                    or (top is not None and y.max() > top)):
         raise ValueError(
             "eval_data labels must be whole class indices in "
-            f"[0, {top if top is not None else 'classes - 1'}]; found values from "
-            f"{np.nanmin(y)} to {np.nanmax(y)}. Fix the labels (one per sample).")
+            f"[0, {top if top is not None else 'classes - 1'}] (-1 leaves a sample out); "
+            f"found values from {np.nanmin(y)} to {np.nanmax(y)}. Fix the labels (one per "
+            "sample).")
     y = y.astype(np.int64)
     if len(y) != n:
         raise ValueError(f"eval_data has {n} inputs but {len(y)} labels.")
@@ -268,6 +269,8 @@ def output_labels(y, output, n, shape=None, what="labels"):
     if output.kind == "multiclass":
         if y.ndim == len(full) and y.shape[-1] == output.units:
             y = np.argmax(y, -1)
+        elif y.ndim == len(full) and y.shape[-1] == 1:  # (N, steps, 1) indices, as fit takes
+            y = y[..., 0]
         _check_shape(y, [n, *steps], output, what)
         whole = (y == np.round(y)).all()
         if not whole or y.min() < -1 or y.max() > output.units - 1:
