@@ -3,8 +3,8 @@
 One :class:`Head` per output of the student. The Distiller computes every loss term per
 output (and per position, for outputs with steps) and reduces it here:
 
-- a flat output ``(batch, units)`` averages over the batch; integer labels below zero mark
-  unlabeled samples, left out of the label loss but still distilled;
+- a flat output ``(batch, units)`` averages over the batch; an integer label of −1 marks an
+  unlabeled sample, left out of the label loss but still distilled;
 - an output with positions ``(batch, steps, units)`` averages over its valid positions;
   a label of −1, or a ``sample_weight`` of 0 at that position (the Keras convention for
   padding), marks a padded position, left out of every term.

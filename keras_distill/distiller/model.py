@@ -102,8 +102,8 @@ class Distiller(keras.Model):
             Beta(mixup, mixup); the teacher labels the mixed inputs, and the label loss mixes
             the two labels with the same weight.
 
-    Labels below zero mark unlabeled samples in a batch of integer labels: they add nothing
-    to the label loss or to the metrics, and are still distilled (mix labeled and unlabeled
+    A label of −1 marks an unlabeled sample in a batch of integer labels: it adds nothing
+    to the label loss or to the metrics, and is still distilled (mix labeled and unlabeled
     data with ``keras_distill.data.with_unlabeled``). Outputs with positions (a tagger's
     ``(batch, steps, classes)``) are distilled per position and averaged over the valid ones;
     a label of −1 or a ``sample_weight`` of 0 there marks padding, left out of every term.
