@@ -78,12 +78,18 @@ def test_unsettled_batch_norm_is_measured_on_a_copy(data):
 def test_below_the_student_trained_alone(teacher, data):
     _, _, xv, yv = data
     score = check_teacher(teacher, xv, yv).score
-    # within the sampling noise of 300 validation samples: not an error
-    noise = 2 * np.sqrt(score * (1 - score) / len(yv)) + 1 / len(yv)
-    assert check_teacher(teacher, xv, yv, baseline=score + 0.5 * noise).ok
-    check = check_teacher(teacher, xv, yv, baseline=score + 1.5 * noise)
+
+    def noise(baseline):  # two standard errors of the baseline's accuracy, plus one sample
+        p = min(baseline, 1.0)
+        return 2 * np.sqrt(p * (1 - p) / len(yv)) + 1 / len(yv)
+
+    within = score + 0.5 * noise(score)  # above the teacher, within the sampling noise
+    check = check_teacher(teacher, xv, yv, baseline=within)
+    assert check.ok and check.margin == pytest.approx(noise(within))
+    beyond = score + 3 * noise(score)
+    check = check_teacher(teacher, xv, yv, baseline=beyond)
     assert not check.ok and "below the student trained alone" in check.message()
-    assert check.margin == pytest.approx(noise)
+    assert check.margin == pytest.approx(noise(beyond))
 
 
 def test_a_regression_teacher_no_better_than_the_mean(data):
