@@ -77,8 +77,28 @@ class ModelInfo:
                    scores=scores)
 
 
+class _Tabled:
+    """``table()`` and ``caption()`` of a job's rows, for its task: the agreement column is
+    with ``_reference`` (``report.caption``'s ``reference`` and ``name``)."""
+
+    _agreement_label = "agree teacher"
+    _reference = ()  # (("reference", ...), ("name", ...)) for report.caption
+
+    def _label(self):
+        return self._agreement_label
+
+    def table(self):
+        return report_lib.format_table(self.rows, agreement_label=self._label(),
+                                       task=self.task)
+
+    def caption(self):
+        """What the table's metric columns are (:func:`keras_distill.report.caption`)."""
+        return report_lib.caption(self.task, target_scale=self.target_scale,
+                                  **dict(self._reference))
+
+
 @dataclasses.dataclass
-class RunResult:
+class RunResult(_Tabled):
     """What ``run`` did. ``ok`` is False when an artifact failed.
 
     ``members`` are the teachers of an ensemble (``teacher`` is then the ensemble); ``qat`` the
@@ -107,17 +127,9 @@ class RunResult:
     def ok(self):
         return not self.errors
 
-    def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree teacher",
-                                       task=self.task)
-
-    def caption(self):
-        """What the table's metric columns are (:func:`keras_distill.report.caption`)."""
-        return report_lib.caption(self.task, target_scale=self.target_scale)
-
 
 @dataclasses.dataclass
-class DistillResult:
+class DistillResult(_Tabled):
     path: str
     teacher: ModelInfo
     student: ModelInfo
@@ -125,16 +137,9 @@ class DistillResult:
     task: str = "multiclass"
     target_scale: tuple | None = None
 
-    def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree teacher",
-                                       task=self.task)
-
-    def caption(self):
-        return report_lib.caption(self.task, target_scale=self.target_scale)
-
 
 @dataclasses.dataclass
-class ExportResult:
+class ExportResult(_Tabled):
     out_dir: str
     rows: list
     export_report: object
@@ -142,35 +147,27 @@ class ExportResult:
     task: str = "multiclass"
     target_scale: tuple | None = None
 
+    _agreement_label = "agree keras"
+    _reference = (("reference", "the exported Keras model"), ("name", "keras"))
+
     @property
     def ok(self):
         return not self.errors
 
-    def table(self):
-        return report_lib.format_table(self.rows, agreement_label="agree keras",
-                                       task=self.task)
-
-    def caption(self):
-        return report_lib.caption(self.task, reference="the exported Keras model",
-                                  name="keras", target_scale=self.target_scale)
-
 
 @dataclasses.dataclass
-class EvaluateResult:
+class EvaluateResult(_Tabled):
     rows: list
     results: list
     reference: str | None
     task: str = "multiclass"
     target_scale: tuple | None = None
 
+    _reference = (("reference", "the reference model"), ("name", "reference"))
+
     @property
     def errors(self):
         return [r for r in self.results if "error" in r]
 
-    def table(self):
-        label = "agree reference" if self.reference else "agreement"
-        return report_lib.format_table(self.rows, agreement_label=label, task=self.task)
-
-    def caption(self):
-        return report_lib.caption(self.task, reference="the reference model",
-                                  name="reference", target_scale=self.target_scale)
+    def _label(self):
+        return "agree reference" if self.reference else "agreement"
