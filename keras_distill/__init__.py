@@ -22,7 +22,8 @@ _EXPORTS = {
 }
 _SUBMODULES = {"losses", "data", "presets", "distiller", "export", "verify", "students",
                "compress", "teachers", "report", "cli", "config", "pipeline", "io", "registry",
-               "graph", "hints", "transfer", "guard", "backend",
+               "graph", "hints", "transfer", "guard", "backend", "outputs", "teacher_check",
+               "locks",
                # deprecated names (modules that moved): keras_distill.compress, .verify
                "quantize", "evaluate"}
 
