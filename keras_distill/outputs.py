@@ -357,7 +357,7 @@ def resolve(student, teacher=None, task="auto", *, loss=None, labels=None,
     output_names = [name for name, _ in shapes]
     declared = _declared_kinds(task, output_names)
     losses = per_output(loss, output_names, "loss")
-    label_list = _labels_per_output(labels, output_names)
+    label_list = by_output(labels, output_names)
     if teacher_activations is None:
         teacher_activations = activations(teacher) if teacher is not None else []
     teacher_activations = list(teacher_activations) + [None] * len(shapes)
@@ -378,14 +378,21 @@ def resolve(student, teacher=None, task="auto", *, loss=None, labels=None,
     return result
 
 
-def _labels_per_output(labels, output_names):
-    if labels is None:
+def by_output(value, output_names):
+    """One entry per output, in output order, from one value (the first output's), a list in
+    output order, or a dict by output name; missing entries are None.
+
+    Example:
+        >>> by_output({"reg": 1}, ["cls", "reg"]), by_output(None, ["cls"])
+        ([None, 1], [None])
+    """
+    if value is None:
         return [None] * len(output_names)
-    if isinstance(labels, dict):
-        return [labels.get(name) for name in output_names]
-    if isinstance(labels, (list, tuple)) and len(output_names) > 1:
-        return list(labels) + [None] * (len(output_names) - len(labels))
-    return [labels] + [None] * (len(output_names) - 1)
+    if isinstance(value, dict):
+        return [value.get(name) for name in output_names]
+    if isinstance(value, (list, tuple)) and len(output_names) > 1:
+        return list(value) + [None] * (len(output_names) - len(value))
+    return [value] + [None] * (len(output_names) - 1)
 
 
 def _ambiguous(name, shape, count):

@@ -336,14 +336,8 @@ class Distiller(keras.Model):
     # ---------------------------------------------------------------------------------------
 
     def _flat(self, value):
-        """One entry per output, in output order, from a tensor, a list or a dict by name."""
-        if value is None:
-            return [None] * len(self._output_names)
-        if isinstance(value, dict):
-            return [value.get(name) for name in self._output_names]
-        if isinstance(value, (list, tuple)) and len(self._output_names) > 1:
-            return list(value) + [None] * (len(self._output_names) - len(value))
-        return [value] + [None] * (len(self._output_names) - 1)
+        """One entry per output, in output order (``keras_distill.outputs.by_output``)."""
+        return outputs_lib.by_output(value, self._output_names)
 
     def _packed(self, flat):
         """Student outputs in the student's own structure (a tensor, a dict or a list)."""

@@ -63,11 +63,11 @@ def _log_fn(log):
     return log if log is not None else (lambda message: print(message, flush=True))
 
 
-def _start(cfg, log):
-    """What every job begins with: its log function, the output folder, the data and the
-    configuration with the task and the data's defaults resolved (:func:`tasks.resolve`)."""
+def _start(cfg, log, out_dir):
+    """What every job begins with (in its held output folder, see :func:`_locked`): its log
+    function, the data and the configuration with the task and the data's defaults resolved
+    (:func:`tasks.resolve`)."""
     log = _log_fn(log)
-    out_dir = io.output_folder(cfg["out_dir"])
     cfg, data = tasks.resolve(cfg, load_data(cfg))
     log(f"Data: {data.summary()}" + _task_text(cfg, data) + ".")
     return cfg, log, out_dir, data
@@ -121,8 +121,8 @@ def run(cfg, *, log=None, command=None, resume=False, on_stage=None):
         ValueError: bad data or models, or ``resume`` without an interrupted run (or with
             another configuration).
     """
-    with _locked(cfg, "run"):
-        return _run(cfg, log=log, command=command, resume=resume, on_stage=on_stage)
+    with _locked(cfg, "run") as out_dir:
+        return _run(cfg, out_dir, log=log, command=command, resume=resume, on_stage=on_stage)
 
 
 @contextlib.contextmanager
@@ -134,10 +134,9 @@ def _locked(cfg, command):
         yield out_dir
 
 
-def _run(cfg, *, log, command, resume, on_stage):
+def _run(cfg, out_dir, *, log, command, resume, on_stage):
     log = _log_fn(log)
     started, seconds = time.perf_counter(), {}
-    out_dir = io.output_folder(cfg["out_dir"])
     for name in (MANIFEST, REPORT):  # an earlier run's reports must not outlive its files
         io.remove_quietly(os.path.join(out_dir, name))
     t = time.perf_counter()
@@ -349,14 +348,14 @@ def distill(cfg, *, log=None, on_stage=None):
     Returns:
         :class:`DistillResult`.
     """
-    with _locked(cfg, "distill"):
-        return _distill(cfg, log=log, on_stage=on_stage)
+    with _locked(cfg, "distill") as out_dir:
+        return _distill(cfg, out_dir, log=log, on_stage=on_stage)
 
 
-def _distill(cfg, *, log, on_stage):
+def _distill(cfg, out_dir, *, log, on_stage):
     import keras
 
-    cfg, log, out_dir, data = _start(cfg, log)
+    cfg, log, out_dir, data = _start(cfg, log, out_dir)
     ctx = Context(cfg, data, out_dir, log, Checkpoints.disabled(out_dir), on_stage)
     keras.utils.set_random_seed(cfg["seed"])
     built = build_teachers(cfg, data)
@@ -407,12 +406,12 @@ def export(cfg, model_path, *, name=None, log=None):
     Returns:
         :class:`ExportResult`.
     """
-    with _locked(cfg, "export"):
-        return _export_job(cfg, model_path, name=name, log=log)
+    with _locked(cfg, "export") as out_dir:
+        return _export_job(cfg, out_dir, model_path, name=name, log=log)
 
 
-def _export_job(cfg, model_path, *, name, log):
-    cfg, log, out_dir, data = _start(cfg, log)
+def _export_job(cfg, out_dir, model_path, *, name, log):
+    cfg, log, out_dir, data = _start(cfg, log, out_dir)
     model = load_model(model_path, safe_mode=cfg["safe_mode"])
     check_fits_data(model, data, "model")
     if name is None:
