@@ -9,7 +9,8 @@ for ``"multilabel"``, ``float32`` targets ``(N,)`` or ``(N, k)`` for ``"regressi
 
 The package: ``splits`` (:class:`Splits`, :func:`split`, :func:`standardize`), ``bundled``
 (the scikit-learn sets), ``files`` (``.npz`` files, image folders, :func:`detect_task`),
-``keras_datasets`` (:data:`KERAS_DATASETS`), ``sources`` (:func:`load`), ``checks``
+``keras_datasets`` (:data:`KERAS_DATASETS`), ``sources`` (:func:`load`), ``lazy`` (arrays
+read on demand: :class:`LazyArray`), ``stream`` (batches as a ``tf.data`` pipeline), ``checks``
 (:func:`check_finite`, :func:`check_training_arrays`), ``unlabeled`` (:func:`with_unlabeled`,
 :data:`UNLABELED`), ``calibration`` (:func:`representative_samples`) and ``errors``
 (:class:`DataError`).
@@ -24,6 +25,7 @@ from keras_distill.data.checks import check_finite, check_training_arrays
 from keras_distill.data.errors import DataError
 from keras_distill.data.files import detect_task, load_image_folder, load_npz
 from keras_distill.data.keras_datasets import KERAS_DATASETS, load_keras_dataset
+from keras_distill.data.lazy import LazyArray, Materialized, is_lazy
 from keras_distill.data.sources import load
 from keras_distill.data.splits import (
     BINARY,
@@ -38,8 +40,8 @@ from keras_distill.data.unlabeled import UNLABELED, with_unlabeled
 
 __all__ = [
     "BINARY", "KERAS_DATASETS", "MULTICLASS", "MULTILABEL", "REGRESSION", "UNLABELED",
-    "DataError", "Splits",
-    "check_finite", "check_training_arrays", "detect_task", "load", "load_breast_cancer",
+    "DataError", "LazyArray", "Materialized", "Splits",
+    "check_finite", "check_training_arrays", "detect_task", "is_lazy", "load", "load_breast_cancer",
     "load_diabetes", "load_digits", "load_image_folder", "load_keras_dataset", "load_npz",
     "registry", "representative_samples", "split", "standardize", "with_unlabeled",
 ]

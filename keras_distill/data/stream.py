@@ -1,0 +1,127 @@
+"""Batches of arrays as a ``tf.data`` pipeline: what streams lazy data (and large NumPy or
+memory-mapped arrays) to ``fit``, ``predict``, calibration and verification.
+
+:func:`dataset` reads rows by index, one batch at a time (in parallel, in order, with
+prefetching), so only a few batches are ever in memory. A shuffle permutes the indices, not
+the data: the same as Keras's own shuffle of NumPy arrays, with no shuffle buffer of samples.
+The rows of every array of the structure are read with the same indices, so inputs, labels
+and cached teacher outputs stay paired.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from keras_distill.data.lazy import LazyArray, Materialized, _rows_of, is_lazy
+
+__all__ = ["Materialized", "batches", "chunks", "dataset", "is_lazy", "predict"]
+
+
+def _length(structure):
+    import keras
+
+    lengths = {len(leaf) for leaf in keras.tree.flatten(structure)}
+    if len(lengths) != 1:
+        raise ValueError(f"the arrays to stream have different numbers of rows {sorted(lengths)}"
+                         "; inputs, labels and teacher outputs need one row per sample.")
+    return lengths.pop()
+
+
+def _read(leaf, indices):
+    out = leaf.rows(indices) if isinstance(leaf, LazyArray) else _rows_of(leaf, indices) \
+        if (np.diff(indices) > 0).all() else np.asarray(leaf[indices])
+    return np.ascontiguousarray(out)
+
+
+def dataset(structure, *, batch_size=32, shuffle=False, seed=0, check_finite=True):
+    """A ``tf.data.Dataset`` of batches of ``structure`` (an array, or a tuple / dict of them
+    with one row per sample), read by index.
+
+    Args:
+        structure: NumPy, memory-mapped or :class:`~keras_distill.data.lazy.LazyArray`
+            arrays, or a nested tuple / dict of them.
+        batch_size: rows per batch (the last batch may be smaller).
+        shuffle: a new permutation of the rows every epoch (seeded by ``seed``).
+        check_finite: refuse float batches with NaN or infinite values, naming the rows.
+
+    Example:
+        >>> ds = dataset((np.arange(5.0), np.arange(5)), batch_size=2)
+        >>> [b[1].numpy().tolist() for b in ds]
+        [[0, 1], [2, 3], [4]]
+    """
+    import keras
+    import tensorflow as tf
+
+    leaves = keras.tree.flatten(structure)
+    n = _length(structure)
+    dtypes = [tf.as_dtype(np.dtype(leaf.dtype)) for leaf in leaves]
+    shapes = [tuple(leaf.shape[1:]) for leaf in leaves]
+
+    def fetch(indices):
+        order = np.argsort(indices, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(len(order))
+        out = []
+        for leaf, dtype in zip(leaves, dtypes):
+            rows = _read(leaf, indices[order])[rank].astype(dtype.as_numpy_dtype, copy=False)
+            if check_finite and rows.dtype.kind == "f" and not np.isfinite(rows).all():
+                bad = indices[np.flatnonzero(~np.isfinite(rows.reshape(len(rows), -1)).all(1))]
+                raise ValueError(
+                    f"the data has NaN or infinite values in rows {bad[:5].tolist()} (of "
+                    f"{n}); drop or impute them (np.nan_to_num) before training.")
+            out.append(rows)
+        return out
+
+    def load(indices):
+        parts = tf.numpy_function(fetch, [indices], dtypes, stateful=False)
+        for part, shape in zip(parts, shapes):
+            part.set_shape((None, *shape))
+        return tf.nest.pack_sequence_as(_as_tuples(structure), parts)
+
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _as_tuples(structure):
+    """``structure`` with lists as tuples (``tf.nest`` packs into its structure)."""
+    if isinstance(structure, dict):
+        return {k: _as_tuples(v) for k, v in structure.items()}
+    if isinstance(structure, (list, tuple)):
+        return tuple(_as_tuples(v) for v in structure)
+    return 0
+
+
+def chunks(x, size=4096):
+    """``(start, rows)`` of ``x`` in chunks of ``size`` rows (NumPy, memory-mapped or lazy)."""
+    for start in range(0, len(x), size):
+        yield start, np.asarray(x[start:start + size])
+
+
+def batches(x, size=4096):
+    """The rows of ``x`` in chunks of ``size`` (see :func:`chunks`)."""
+    for _, rows in chunks(x, size):
+        yield rows
+
+
+def predict(model, x, *, batch_size=512, chunk=8192):
+    """``model.predict`` over NumPy or lazy inputs, read a chunk at a time; the outputs (one
+    row per sample) as float32 NumPy arrays, in the model's output structure.
+
+    Example:
+        >>> import keras
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> predict(model, np.zeros((3, 2))).shape
+        (3, 1)
+    """
+    import keras
+
+    if not is_lazy(x) and len(x) <= chunk:
+        out = model.predict(x, batch_size=batch_size, verbose=0)
+        return keras.tree.map_structure(lambda a: np.asarray(a, np.float32), out)
+    parts = [model.predict(rows, batch_size=batch_size, verbose=0)
+             for rows in batches(x, chunk)]
+    return keras.tree.map_structure(lambda *a: np.concatenate(a).astype(np.float32), *parts)
