@@ -351,7 +351,8 @@ class Distiller(keras.Model):
         count = len(self._output_names)
         if cached is not None:
             outs = self._flat(cached)
-            return [ops.stop_gradient(self._as_logits(o, i)) for i, o in enumerate(outs)], []
+            return [ops.stop_gradient(self._as_logits(o, i, cached=True))
+                    for i, o in enumerate(outs)], []
         if self.teacher is None:
             raise ValueError(
                 "This Distiller has no Keras teacher, and the batch carries no teacher "
@@ -374,8 +375,8 @@ class Distiller(keras.Model):
             return list(out[:count]), list(out[count:])
         return self._flat(self.student(x, training=training)), []
 
-    def _as_logits(self, out, index):
-        return self._reader.as_logits(out, index, self._heads[index].output.kind)
+    def _as_logits(self, out, index, cached=False):
+        return self._reader.as_logits(out, index, self._heads[index].output.kind, cached)
 
     def _label_terms(self, labels, logits, sample_weight, batch):
         """The student's loss on the labels, summed over the outputs that have labels."""

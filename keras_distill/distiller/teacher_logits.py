@@ -51,7 +51,7 @@ class TeacherLogits:
             teachers_lib.logit_sources(teacher)
         linear = (outputs_lib.visibly_linear(teacher) if teacher is not None else []) + \
             [False] * count
-        self.forms, tensors, self.dense_heads = [], [], []
+        self.forms, self.raw_forms, tensors, self.dense_heads = [], [], [], []
         for i, activation in enumerate(self.activations):
             source = sources[i] if sources and i < len(sources) else None
             exact = activation is not None and source is not None and (
@@ -64,6 +64,8 @@ class TeacherLogits:
                 self.forms.append("probabilities")
             else:  # a visibly linear last layer holds logits; else the first batch decides
                 self.forms.append("logits" if linear[i] else "auto")
+            # What teacher.predict returns, as cached outputs hold it: after the activation.
+            self.raw_forms.append("probabilities" if exact else self.forms[-1])
             tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
             self.dense_heads.append(source[1] if exact else None)
         # A view of the teacher, when any output's logits lie before its final activation.
@@ -85,11 +87,15 @@ class TeacherLogits:
         return [o if head is None else teachers_lib.dense_logits(head, o)
                 for o, head in zip(outs, self.dense_heads)]
 
-    def as_logits(self, out, index, kind):
+    def as_logits(self, out, index, kind, cached=False):
         """A teacher output as logits: probabilities become log-probabilities (softmax) or
-        log-odds (sigmoid); regression values are used as they are."""
+        log-odds (sigmoid); regression values are used as they are.
+
+        ``cached``: ``out`` is what ``teacher.predict`` returned (cached outputs), not the
+        view's pre-activation tensor: an output whose logits the view reads is then after its
+        activation, probabilities."""
         out = ops.cast(out, "float32")
-        form = self.forms[index]
+        form = (self.raw_forms if cached else self.forms)[index]
         if kind == outputs_lib.REGRESSION or form == "logits":
             return out
         multiclass = kind == outputs_lib.MULTICLASS
