@@ -556,9 +556,14 @@ def targets_with_outputs(outputs, labels=None):
         >>> sorted(targets), split_targets(targets)[0].tolist()
         (['labels', 'teacher_outputs'], [0, 1])
     """
-    targets = {TEACHER_OUTPUTS_KEY: keras.tree.map_structure(np.asarray, outputs)}
+    from keras_distill.data.lazy import is_lazy
+
+    def keep(a):  # lazy arrays (a store's outputs) stay lazy: they are streamed
+        return a if is_lazy(a) else np.asarray(a)
+
+    targets = {TEACHER_OUTPUTS_KEY: keras.tree.map_structure(keep, outputs)}
     if labels is not None:
-        targets[LABELS_KEY] = keras.tree.map_structure(np.asarray, labels)
+        targets[LABELS_KEY] = keras.tree.map_structure(keep, labels)
     return targets
 
 

@@ -123,3 +123,19 @@ def check_augmentation(augment, mixup):
         raise ValueError(f"mixup must be a number >= 0 (0 turns it off); got {mixup!r}.")
     if augment is not None and not callable(augment):
         raise ValueError(f"augment must be a function or a Keras layer; got {augment!r}.")
+
+
+def label_error(err):
+    """A ValueError for a streamed batch whose class index is out of range (NumPy labels are
+    checked before training; a dataset's only when the loss meets them)."""
+    import re
+
+    match = re.search(r"Received a label value of (-?\d+) which is outside the valid range "
+                      r"of \[0, (\d+)\)", str(err))
+    if match is None:
+        return None
+    value, classes = int(match.group(1)), int(match.group(2))
+    return ValueError(
+        f"fit: a batch of the dataset has the class index {value}, outside [0, {classes - 1}] "
+        f"(the output has {classes} classes; -1 marks an unlabeled sample). Fix the labels, "
+        "or give the output one unit per class.")

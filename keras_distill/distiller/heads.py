@@ -285,3 +285,26 @@ def metric_inputs(heads, labels, y_pred, sample_weight):
     if "int" in str(labels.dtype):
         labels = tf.maximum(labels, 0)
     return labels, y_pred, label_w
+
+
+def augmented(augment, mixup, x):
+    """``(x, mix)``: a training batch augmented (``augment``, a layer or function) and mixed
+    up (``mixup``: the Beta(mixup, mixup) weight), the same inputs for teacher and student;
+    ``mix`` is ``(lam, perm)`` or None."""
+    import tensorflow as tf
+
+    if augment is not None:
+        try:
+            x = augment(x, training=True)
+        except TypeError:
+            x = augment(x)
+    mix = None
+    if mixup > 0:
+        batch = tf.shape(x)[0]
+        a = tf.random.gamma((), mixup)
+        b = tf.random.gamma((), mixup)
+        lam = a / (a + b)
+        perm = tf.random.shuffle(tf.range(batch))
+        x = lam * x + (1.0 - lam) * tf.gather(x, perm)
+        mix = (lam, perm)
+    return x, mix

@@ -17,27 +17,11 @@ from keras_distill import outputs as outputs_lib
 from keras_distill import teachers as teachers_lib
 from keras_distill.backend import require_tensorflow
 from keras_distill.data import check_training_arrays
-from keras_distill.distiller import checks
+from keras_distill.distiller import caching, checks
 from keras_distill.distiller import heads as heads_lib
 from keras_distill.distiller.teacher_logits import TeacherLogits
 
 TEACHER_OUTPUTS = ("auto", "logits", "probabilities")
-
-
-def _label_error(err):
-    """A ValueError for a streamed batch whose class index is out of range (NumPy labels are
-    checked before training; a dataset's only when the loss meets them)."""
-    import re
-
-    match = re.search(r"Received a label value of (-?\d+) which is outside the valid range "
-                      r"of \[0, (\d+)\)", str(err))
-    if match is None:
-        return None
-    value, classes = int(match.group(1)), int(match.group(2))
-    return ValueError(
-        f"fit: a batch of the dataset has the class index {value}, outside [0, {classes - 1}] "
-        f"(the output has {classes} classes; -1 marks an unlabeled sample). Fix the labels, "
-        "or give the output one unit per class.")
 
 
 def _flat_weights(sample_weight):
@@ -465,26 +449,6 @@ class Distiller(keras.Model):
             self._trackers[name].update_state(value, sample_weight=batch)
         return self.compute_metrics(None, y, y_pred, sample_weight)
 
-    def _augment(self, x, y, sample_weight):
-        """Augmentation and mixup of a training batch: the same inputs for both models."""
-        import tensorflow as tf
-
-        if self.augment is not None:
-            try:
-                x = self.augment(x, training=True)
-            except TypeError:
-                x = self.augment(x)
-        mix = None
-        if self.mixup > 0:
-            batch = tf.shape(x)[0]
-            a = tf.random.gamma((), self.mixup)
-            b = tf.random.gamma((), self.mixup)
-            lam = a / (a + b)
-            perm = tf.random.shuffle(tf.range(batch))
-            x = lam * x + (1.0 - lam) * tf.gather(x, perm)
-            mix = (lam, perm)
-        return x, mix
-
     def train_step(self, data):
         import tensorflow as tf
 
@@ -494,7 +458,7 @@ class Distiller(keras.Model):
             raise ValueError(
                 "Cached teacher outputs cannot be used with augment or mixup: the teacher must "
                 "see the augmented inputs. Drop the cache, or the augmentation.")
-        x, mix = self._augment(x, labels, sample_weight)
+        x, mix = heads_lib.augmented(self.augment, self.mixup, x)
         variables = self._student_variables()
         with tf.GradientTape() as tape:
             y_pred, named = self._terms(x, labels, sample_weight, training=True, cached=cached,
@@ -523,17 +487,25 @@ class Distiller(keras.Model):
         ]
 
     def fit(self, x=None, y=None, *args, cache_teacher=False, cache_dir=None,
-            teacher_batch_size=256, **kwargs):
-        """``keras.Model.fit``, plus teacher outputs computed once.
+            cache_top_k=None, teacher_batch_size=256, **kwargs):
+        """``keras.Model.fit``, plus teacher outputs computed once, and lazy arrays streamed.
 
         Args:
-            x, y, *args, **kwargs: as for ``keras.Model.fit``.
-            cache_teacher: run the teacher once per sample of ``x`` (NumPy inputs) before
-                training and reuse its outputs every epoch, instead of running it every step.
-                Only valid when the inputs do not change between epochs (no ``augment`` or
-                ``mixup``). ``self.cache_info`` then says where the outputs came from.
-            cache_dir: with ``cache_teacher``, a folder where the outputs are stored, keyed to
-                the teacher's weights and the data (a stale cache is never reused).
+            x, y, *args, **kwargs: as for ``keras.Model.fit``. ``x`` (and ``y``,
+                ``validation_data``) may also be lazy arrays (``keras_distill.data.lazy``, as
+                ``keras_distill.data.load`` gives for files): they are streamed in batches of
+                ``batch_size``, shuffled each epoch unless ``shuffle=False``.
+            cache_teacher: True: run the teacher once per sample before training and reuse its
+                outputs every epoch, instead of running it every step. For NumPy or lazy
+                arrays, or a deterministic ``tf.data`` dataset (no reshuffling, no random
+                augmentation: ``keras_distill.store.determinism``). Only valid when the inputs
+                do not change between epochs (no ``augment`` or ``mixup``). Or the path of a
+                store written before (``keras-distill label``, ``keras_distill.store.write``)
+                for these inputs. ``self.cache_info`` then says where the outputs came from.
+            cache_dir: with ``cache_teacher=True``, a folder where the outputs are stored,
+                keyed to the teacher's weights and the data (a stale cache is never reused).
+            cache_top_k: keep only the ``k`` most likely classes of multiclass outputs (and
+                the rest's total), at the Distiller's temperature (``keras_distill.store.topk``).
             teacher_batch_size: batch size of the teacher's one pass.
 
         A loss term or gradient that becomes NaN or infinite stops training with a
@@ -548,29 +520,41 @@ class Distiller(keras.Model):
         validation = kwargs.get("validation_data")
         if isinstance(validation, (tuple, list)) and len(validation) >= 2:
             self._check_arrays(validation[0], validation[1], "validation_data")
-        if cache_teacher:
-            x, y = self._with_cached_outputs(x, y, cache_dir, teacher_batch_size)
-        elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not \
-                teachers_lib.is_carrier(y):
-            raise ValueError(
-                "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
-                "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
-        callbacks = [guard.StopOnNonFinite(self._guard), *(kwargs.pop("callbacks", None) or [])]
+        cached = caching.Cached()
+        try:
+            if cache_teacher is not False and cache_teacher is not None:
+                x, y = cached.prepare(self, x, y, cache_teacher, cache_dir, cache_top_k,
+                                      teacher_batch_size)
+                self.cache_info = cached.info
+            elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not \
+                    teachers_lib.is_carrier(y):
+                raise ValueError(
+                    "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with "
+                    "a FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
+            x, y, kwargs = caching.streamed(x, y, kwargs, training=True)
+            callbacks = [guard.StopOnNonFinite(self._guard),
+                         *(kwargs.pop("callbacks", None) or [])]
+            return self._fit(x, y, args, callbacks, kwargs)
+        finally:
+            cached.close()
+
+    def _fit(self, x, y, args, callbacks, kwargs):
+        import tensorflow as tf
+
         try:
             return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
-            stopped = guard.error_from(err)
-            if stopped is not None:
-                raise stopped from None
-            label = _label_error(err)
-            if label is None:
+            clear = guard.error_from(err) or checks.label_error(err)
+            if clear is None:
                 raise
-            raise label from None
+            raise clear from None
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
-        """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``."""
+        """``keras.Model.evaluate``, with the same checks of NumPy inputs as ``fit``; lazy
+        arrays are streamed in batches."""
         self._resolve_from_data(x, y, "evaluate")
         self._check_arrays(x, y, "evaluate")
+        x, y, kwargs = caching.streamed(x, y, kwargs, training=False)
         return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
@@ -583,16 +567,6 @@ class Distiller(keras.Model):
 
     def _check_arrays(self, x, y, where):
         check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)
-
-    def _with_cached_outputs(self, x, y, cache_dir, batch_size):
-        if self.augment is not None or self.mixup > 0:
-            raise ValueError(
-                "cache_teacher=True cannot be combined with augment or mixup: augmented inputs "
-                "change every epoch, so the teacher must see each one. Turn the cache off, or "
-                "the augmentation.")
-        y, self.cache_info = teachers_lib.cached_targets(
-            self.file_teacher or self.teacher, x, y, cache_dir=cache_dir, batch_size=batch_size)
-        return x, y
 
     # ---------------------------------------------------------------------------------------
     # serialization

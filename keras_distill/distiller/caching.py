@@ -1,0 +1,142 @@
+"""What ``Distiller.fit`` trains on: cached teacher outputs (in memory, or a store on disk)
+and lazy arrays streamed as a ``tf.data`` pipeline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+from keras_distill import teachers as teachers_lib
+from keras_distill.data import stream
+from keras_distill.data.lazy import is_lazy
+
+
+def _is_dataset(x):
+    import tensorflow as tf
+
+    return isinstance(x, tf.data.Dataset)
+
+
+def _any_lazy(*structures):
+    return any(is_lazy(leaf) for s in structures if s is not None
+               for leaf in keras.tree.flatten(s))
+
+
+def _complete(folder):
+    """Whether a complete store is at ``folder`` (it will be reused)."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "store.json")) as f:
+            return bool(json.load(f).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+class Cached:
+    """The data of one ``fit`` with cached teacher outputs, and the temporary store it may
+    need (removed by :meth:`close`)."""
+
+    def __init__(self):
+        self.tmp = None
+        self.info = None
+
+    def close(self):
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    def _folder(self, cache_dir, key):
+        if cache_dir is None:
+            self.tmp = tempfile.mkdtemp(prefix="keras-distill-teacher-")
+            return self.tmp
+        os.makedirs(cache_dir, exist_ok=True)
+        return os.path.join(os.fspath(cache_dir), f"teacher-{key}")
+
+    def prepare(self, distiller, x, y, cache, cache_dir, top_k, batch_size):
+        """``(x, y)`` carrying the teacher's outputs (``cache``: True, or a store written
+        before: its path or a ``TeacherStore``)."""
+        from keras_distill import store as store_lib
+
+        if distiller.augment is not None or distiller.mixup > 0:
+            raise ValueError(
+                "cache_teacher cannot be combined with augment or mixup: augmented inputs "
+                "change every epoch, so the teacher must see each one. Turn the cache off, or "
+                "the augmentation.")
+        teacher = distiller.file_teacher or distiller.teacher
+        if cache is not True:
+            store = store_lib.open_store(cache)
+            self.info = {"key": store.meta["key"], "path": store.path, "reused": True}
+            return self._paired(store, x, y, check=True)
+        if teacher is None:
+            raise ValueError("cache_teacher=True needs a teacher (a Keras model or "
+                             "FileTeacher); or pass a store's path: cache_teacher='store/'.")
+        if not _is_dataset(x) and not is_lazy(x) and top_k is None:
+            y, self.info = teachers_lib.cached_targets(teacher, x, y, cache_dir=cache_dir,
+                                                       batch_size=batch_size)
+            return x, y
+        if teachers_lib.is_carrier(y):
+            raise ValueError("cache_teacher=True: y already carries teacher outputs.")
+        kinds = [o.kind for o in distiller.output_kinds or []] or "multiclass"
+        kinds = kinds[0] if len(kinds) == 1 else kinds
+        temperature = distiller.temperature
+        t_fp = store_lib.teacher_fingerprint(teacher)
+        if _is_dataset(x):
+            key = store_lib.store_key(t_fp, f"tf.data {x.element_spec}", top_k, temperature)
+            folder = self._folder(cache_dir, key)
+            existed = _complete(folder)
+            store = store_lib.write_dataset(teacher, x, folder, top_k=top_k,
+                                            temperature=temperature, kinds=kinds, key=key)
+        else:
+            d_fp = store_lib.data_fingerprint(x)
+            key = store_lib.store_key(t_fp, d_fp, top_k, temperature)
+            folder = self._folder(cache_dir, key)
+            existed = _complete(folder)
+            store = store_lib.write(teacher, x, folder, top_k=top_k, temperature=temperature,
+                                    kinds=kinds, batch_size=batch_size, key=key)
+            store.meta["description"]["data"] = d_fp
+            store._save()
+        self.info = {"key": key, "path": None if self.tmp else store.path,
+                     "reused": bool(existed)}
+        return self._paired(store, x, y, check=False)
+
+    @staticmethod
+    def _paired(store, x, y, check):
+        from keras_distill import store as store_lib
+
+        if _is_dataset(x):
+            if y is not None:
+                raise ValueError("fit: with a dataset, y must be None (the dataset gives it).")
+            return store_lib.pair_dataset(x, store), None
+        if check:
+            store_lib.check_pairing(store, x)
+        return x, teachers_lib.targets_with_outputs(store.outputs(), y)
+
+
+def streamed(x, y, kwargs, *, training):
+    """``(x, y, kwargs)`` with lazy arrays (inputs, labels or cached outputs) replaced by a
+    ``tf.data`` pipeline of batches (``batch_size``, ``shuffle`` and ``sample_weight`` taken
+    from ``kwargs``); other data unchanged."""
+    weights = kwargs.get("sample_weight")
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)) and _any_lazy(*validation):
+        kwargs["validation_data"] = stream.dataset(
+            tuple(validation), batch_size=kwargs.get("validation_batch_size")
+            or kwargs.get("batch_size") or 32)
+    if _is_dataset(x) or not _any_lazy(x, y, weights):
+        return x, y, kwargs
+    if kwargs.get("validation_split"):
+        raise ValueError("validation_split needs in-memory arrays; pass validation_data (lazy "
+                         "arrays stream too).")
+    parts = tuple(p for p in (x, y, kwargs.pop("sample_weight", None)) if p is not None)
+    batch_size = kwargs.pop("batch_size", None) or 32
+    shuffle = kwargs.pop("shuffle", True) and training
+    seed = int(np.random.randint(2**31 - 1)) if shuffle else 0  # keras.utils.set_random_seed
+    if training:
+        kwargs["shuffle"] = False  # the pipeline shuffles
+    return stream.dataset(parts, batch_size=batch_size, shuffle=shuffle, seed=seed), None, \
+        kwargs

@@ -1,0 +1,245 @@
+"""The store on disk: a folder of shards, each written whole or not at all.
+
+Layout::
+
+    <store>/store.json           what the store holds and what it is keyed to
+    <store>/shard-00000/         outputs of samples 0 .. shard_size - 1
+        0.logits.npy             output 0 in full (float32), or
+        0.top_logp.npy, 0.top_index.npy, 0.rest_logp.npy   its top-k (keras_distill.store.topk)
+        inputs.sha256            (datasets) a hash of the shard's inputs
+    <store>/shard-00001/ ...
+
+A shard is written into ``shard-NNNNN.partial/`` and renamed when complete: a half-written
+shard (a crash, a killed worker) is never read, and is written again on resume. Fields are
+``.npy`` files read as memory maps, so a store larger than memory is read row by row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+from keras_distill.data.lazy import LazyArray
+from keras_distill.store import topk
+
+FORMAT = "keras-distill teacher outputs"
+VERSION = 1
+MANIFEST = "store.json"
+
+
+class StoreError(ValueError):
+    """A store that cannot be read or written as asked (another key, a missing shard)."""
+
+
+def _shard_name(i):
+    return f"shard-{i:05d}"
+
+
+class TeacherStore:
+    """A folder of teacher outputs: :meth:`create` or :meth:`open` one.
+
+    Attributes:
+        path: the folder.
+        meta: the manifest (``store.json``): ``key``, ``samples`` (None until complete),
+            ``shard_size``, ``temperature``, ``top_k``, ``structure`` and ``names`` (how the
+            teacher's outputs nest), ``outputs`` (per output: ``shape`` of a sample, ``form``,
+            ``top_k``), ``complete``, ``batches`` (datasets: the batch sizes).
+    """
+
+    def __init__(self, path, meta):
+        self.path = os.fspath(path)
+        self.meta = meta
+        self._maps = {}
+
+    # -- creating and opening -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, path, *, key, shard_size=4096, top_k=None, temperature=1.0,
+               description=None):
+        """A new store at ``path``, or the unfinished (or finished) one there with the same
+        ``key`` (resumed). A store there with another key is refused."""
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, MANIFEST)):
+            store = cls.open(path)
+            if store.meta["key"] != key:
+                raise StoreError(
+                    f"{path} holds the outputs of another teacher or other data (key "
+                    f"{store.meta['key']}, not {key}); choose another folder or delete it.")
+            if store.meta.get("top_k") != top_k:
+                raise StoreError(f"{path} was written with top_k={store.meta.get('top_k')}, "
+                                 f"not {top_k}; choose another folder or delete it.")
+            return store
+        if os.path.exists(path) and os.listdir(path):
+            raise StoreError(f"{path} exists and is not a teacher-output store; choose an "
+                             "empty or new folder.")
+        os.makedirs(path, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "key": key, "samples": None,
+                "shard_size": int(shard_size), "top_k": top_k,
+                "temperature": float(temperature), "structure": None, "names": None,
+                "outputs": None, "complete": False, "batches": None,
+                "description": description or {}}
+        store = cls(path, meta)
+        store._save()
+        return store
+
+    @classmethod
+    def open(cls, path):
+        """The store at ``path``.
+
+        Raises:
+            StoreError: no store there, or one of another format.
+        """
+        path = os.fspath(path)
+        try:
+            with open(os.path.join(path, MANIFEST)) as f:
+                meta = json.load(f)
+        except FileNotFoundError:
+            raise StoreError(f"{path} is not a teacher-output store (no {MANIFEST}); write one "
+                             "with keras-distill label or fit(..., cache_teacher=True, "
+                             "cache_dir=...).") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise StoreError(f"{path}/{MANIFEST} is not a version-{VERSION} keras-distill "
+                             "teacher-output store.")
+        return cls(path, meta)
+
+    def _save(self):
+        tmp = os.path.join(self.path, MANIFEST + ".partial")
+        with open(tmp, "w") as f:
+            json.dump(self.meta, f, indent=1)
+        os.replace(tmp, os.path.join(self.path, MANIFEST))
+
+    def set_outputs(self, structure, names, outputs):
+        """Record how the outputs nest and what each holds (first shard)."""
+        if self.meta["outputs"] is None:
+            self.meta.update(structure=structure, names=names, outputs=outputs)
+            self._save()
+
+    def finish(self, samples, batches=None):
+        """Mark the store complete with ``samples`` rows (and a dataset's batch sizes)."""
+        missing = [i for i in range(self.shard_count(samples)) if not self.has_shard(i)]
+        if missing:
+            raise StoreError(f"{self.path}: shards {missing[:5]} are missing; cannot finish.")
+        self.meta.update(samples=int(samples), complete=True, batches=batches)
+        self._save()
+
+    # -- shards ---------------------------------------------------------------------------
+
+    def shard_count(self, samples=None):
+        samples = self.meta["samples"] if samples is None else samples
+        return -(-int(samples) // self.meta["shard_size"])
+
+    def has_shard(self, i):
+        return os.path.isdir(os.path.join(self.path, _shard_name(i)))
+
+    def shard_hash(self, i):
+        """The inputs' hash a dataset's shard was written with, or None."""
+        try:
+            with open(os.path.join(self.path, _shard_name(i), "inputs.sha256")) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return None
+
+    def write_shard(self, i, fields, inputs_hash=None):
+        """Write shard ``i`` whole: ``fields`` is a list (one per output) of dicts of arrays
+        (:func:`encode_output`). Written to ``.partial`` and renamed."""
+        final = os.path.join(self.path, _shard_name(i))
+        tmp = final + ".partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for index, output in enumerate(fields):
+            for field, array in output.items():
+                np.save(os.path.join(tmp, f"{index}.{field}.npy"), np.ascontiguousarray(array))
+        if inputs_hash is not None:
+            with open(os.path.join(tmp, "inputs.sha256"), "w") as f:
+                f.write(inputs_hash)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for key in [k for k in self._maps if k[0] == i]:
+            del self._maps[key]
+
+    def _field(self, shard, index, field):
+        key = (shard, index, field)
+        if key not in self._maps:
+            path = os.path.join(self.path, _shard_name(shard), f"{index}.{field}.npy")
+            try:
+                self._maps[key] = np.load(path, mmap_mode="r")
+            except FileNotFoundError:
+                raise StoreError(f"{self.path}: shard {shard} lacks {index}.{field}.npy; the "
+                                 "store is damaged: delete it and write it again.") from None
+        return self._maps[key]
+
+    # -- reading --------------------------------------------------------------------------
+
+    def check_complete(self):
+        if not self.meta.get("complete"):
+            raise StoreError(f"{self.path} is not complete (an interrupted write): run the same "
+                             "command again to finish it.")
+
+    def outputs(self):
+        """The stored outputs as lazy arrays (:class:`StoredOutputs`), nested as the teacher's
+        outputs (one array, a list or a dict)."""
+        self.check_complete()
+        leaves = [StoredOutputs(self, i) for i in range(len(self.meta["outputs"]))]
+        if self.meta["structure"] == "dict":
+            return dict(zip(self.meta["names"], leaves))
+        if self.meta["structure"] == "list":
+            return leaves
+        return leaves[0]
+
+    def nbytes(self):
+        """Bytes of the shards' fields on disk."""
+        total = 0
+        for root, _, files in os.walk(self.path):
+            total += sum(os.path.getsize(os.path.join(root, f)) for f in files
+                         if f.endswith(".npy") and ".partial" not in root)
+        return total
+
+    def full_nbytes(self):
+        """Bytes the same outputs take as float32 in full (one value per class)."""
+        per = sum(int(np.prod(o["shape"])) for o in self.meta["outputs"])
+        return 4 * per * int(self.meta["samples"])
+
+
+class StoredOutputs(LazyArray):
+    """One output of a complete store, rows decoded on demand (float32, in the form the
+    teacher gave: logits or probabilities)."""
+
+    def __init__(self, store, index):
+        self.store, self.index = store, index
+        self.info = store.meta["outputs"][index]
+        self.shape = (int(store.meta["samples"]), *self.info["shape"])
+        self.dtype = np.dtype("float32")
+
+    def _read(self, indices):
+        size = self.store.meta["shard_size"]
+        shards = indices // size
+        parts = []
+        for shard in np.unique(shards):
+            rows = indices[shards == shard] - shard * size
+            parts.append(self._decode({f: self.store._field(int(shard), self.index, f)[rows]
+                                       for f in self._fields()}))
+        return np.concatenate(parts) if parts else np.zeros((0, *self.shape[1:]), "float32")
+
+    def _fields(self):
+        return ("logits",) if self.info.get("top_k") is None else \
+            ("top_logp", "top_index", "rest_logp")
+
+    def _decode(self, fields):
+        if self.info.get("top_k") is None:
+            return np.asarray(fields["logits"], np.float32)
+        return topk.decode(fields, self.shape[1], self.store.meta["temperature"],
+                           self.info["form"])
+
+    def identity(self):
+        return {"store": os.path.abspath(self.store.path), "key": self.store.meta["key"],
+                "output": self.index}
+
+
+def encode_output(values, info, temperature):
+    """The fields of one output's rows: ``{"logits": float32}`` or the top-k fields."""
+    if info.get("top_k") is None:
+        return {"logits": np.asarray(values, np.float32)}
+    return topk.encode(values, info["top_k"], temperature, info["form"])
