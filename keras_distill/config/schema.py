@@ -131,6 +131,10 @@ _TOP_LEVEL = [
     Key("cache_teacher", "bool", False, checks.boolean,
         "compute the teacher's outputs once and reuse them every epoch (stored in "
         "<out_dir>/cache)", _TRAINING, group="teacher"),
+    Key("teacher_outputs", "str", None, checks.nonempty_string,
+        "a teacher-output store written before (keras-distill label, or cache_teacher): the "
+        "distilled student reads the teacher's outputs from it instead of running the teacher",
+        _TRAINING, is_path=True, group="teacher"),
     Key("prune", "float", 0.0, checks.number(0, 1, high_open=True),
         "target sparsity of magnitude pruning of both students during training (0 = off)",
         _TRAINING, group="compression"),

@@ -127,7 +127,11 @@ def streamed(x, y, kwargs, *, training):
         kwargs["validation_data"] = stream.dataset(
             tuple(validation), batch_size=kwargs.get("validation_batch_size")
             or kwargs.get("batch_size") or 32)
-    if _is_dataset(x) or not _any_lazy(x, y, weights):
+    if _is_dataset(x):
+        if training:
+            kwargs.setdefault("shuffle", False)  # Keras ignores it for a dataset (and warns)
+        return x, y, kwargs
+    if not _any_lazy(x, y, weights):
         return x, y, kwargs
     if kwargs.get("validation_split"):
         raise ValueError("validation_split needs in-memory arrays; pass validation_data (lazy "

@@ -223,7 +223,9 @@ def _predict(model, x, names):
     """``model``'s outputs on ``x``: an array, or ``{name: array}`` for several outputs."""
     import keras
 
-    outputs = model.predict(x, batch_size=256, verbose=0)
+    from keras_distill.data.stream import predict
+
+    outputs = predict(model, x, batch_size=256)
     if len(names) == 1:
         outputs = outputs[names[0]] if isinstance(outputs, dict) else outputs
         return np.asarray(outputs, np.float32)

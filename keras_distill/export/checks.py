@@ -133,6 +133,13 @@ def _names(labels, units, kind, output):
 
 def as_array(data, arg, input_shape):
     """Representative data as one array ``(N, *input_shape)``, or ``None``."""
+    from keras_distill.data.lazy import is_lazy
+
+    if is_lazy(data):  # read on demand: checked by shape here, by batch when read
+        if tuple(data.shape[1:]) != tuple(input_shape) or len(data) == 0:
+            raise ValueError(f"{arg} has shape {data.shape}; expected (N, "
+                             f"*{tuple(input_shape)}) with N > 0 to match the model input.")
+        return data
     if data is None:
         return None
     if callable(data) and not hasattr(data, "shape"):

@@ -147,7 +147,10 @@ def check_distillable(cfg, teachers, student, task=MULTICLASS):
 
 
 def predict(model, x):
-    return np.asarray(model.predict(x, batch_size=512, verbose=0), np.float32)
+    """``model``'s outputs on ``x`` (NumPy or lazy, read a chunk at a time), float32."""
+    from keras_distill.data.stream import predict as streamed
+
+    return np.asarray(streamed(model, x, batch_size=512), np.float32)
 
 
 def keras_latency_ms(model, x, n=50):

@@ -154,11 +154,27 @@ def _fit(ctx, stage, pruning, fit_kwargs):
     if ctx.on_stage is not None:
         ctx.on_stage(stage)
     start = time.perf_counter()
-    history = stage.model.fit(data.x_train, data.y_train,
-                              validation_data=(data.x_val, data.y_val), epochs=stage.epochs,
-                              batch_size=cfg["batch_size"], verbose=ctx.verbose,
+    train, validation, batch = _fit_data(stage.model, data, cfg)
+    history = stage.model.fit(*train, validation_data=validation, epochs=stage.epochs,
+                              batch_size=batch, verbose=ctx.verbose,
                               callbacks=stage.callbacks, **fit_kwargs)
     stage.seconds, stage.epochs_run = time.perf_counter() - start, len(history.epoch)
+
+
+def _fit_data(model, data, cfg):
+    """``(train, validation, batch_size)`` for ``fit``: the arrays, or for streamed data
+    (lazy arrays) ``tf.data`` pipelines of batches shuffled each epoch. A Distiller streams
+    lazy arrays itself (after computing cached teacher outputs for them)."""
+    from keras_distill.data import is_lazy, stream
+    from keras_distill.distiller import Distiller
+
+    train = (data.x_train, data.y_train)
+    validation = (data.x_val, data.y_val)
+    if not is_lazy(data.x_train) or isinstance(model, Distiller):
+        return train, validation, cfg["batch_size"]
+    batch = cfg["batch_size"]
+    return ((stream.dataset(train, batch_size=batch, shuffle=True, seed=cfg["seed"]),),
+            stream.dataset(validation, batch_size=batch), None)
 
 
 def _masks_from_restored_weights(pruning):
@@ -208,6 +224,8 @@ def pruning_schedule(ctx):
 
 def cache_kwargs(ctx):
     """``fit`` keyword arguments of ``cache_teacher``."""
+    if ctx.cfg["teacher_outputs"]:
+        return {"cache_teacher": ctx.cfg["teacher_outputs"]}
     if not ctx.cfg["cache_teacher"]:
         return {}
     return {"cache_teacher": True, "cache_dir": os.path.join(ctx.out_dir, CACHE_DIR)}
@@ -323,18 +341,34 @@ def _ensemble_teacher(ctx, members):
     return teacher, members, t_val, t_test
 
 
+#: Validation samples the teacher check reads from streamed data (it makes several passes).
+CHECK_SAMPLES = 4096
+
+
+def _check_sample(data):
+    """The validation split, or (streamed data) a fixed sample of it of ``CHECK_SAMPLES``."""
+    from keras_distill.data import is_lazy, representative_samples
+
+    if not is_lazy(data.x_val) or len(data.x_val) <= CHECK_SAMPLES:
+        return (data.x_val[:] if is_lazy(data.x_val) else data.x_val), data.y_val
+    import numpy as np
+
+    rows = np.sort(np.random.default_rng(0).permutation(len(data.x_val))[:CHECK_SAMPLES])
+    return representative_samples(data.x_val, CHECK_SAMPLES), data.y_val[rows]
+
+
 def check_teacher_can_teach(ctx, teacher, baseline=None):
     """Stop before distillation when the teacher cannot teach (``keras_distill.teacher_check``
     on the validation data; against the student trained alone when ``baseline`` is given),
     naming the measured cause; with ``teacher.allow_weak``, say so and go on."""
     from keras_distill import teacher_check
 
-    data = ctx.data
+    x_val, y_val = _check_sample(ctx.data)
     base = None
     if baseline is not None:
-        base = teacher_check.score(data.task, baseline.model.predict(data.x_val, verbose=0),
-                                   data.y_val)
-    check = teacher_check.check_teacher(teacher.model, data.x_val, data.y_val, kind=data.task,
+        base = teacher_check.score(ctx.data.task, baseline.model.predict(x_val, verbose=0),
+                                   y_val)
+    check = teacher_check.check_teacher(teacher.model, x_val, y_val, kind=ctx.data.task,
                                         baseline=base)
     if check.ok:
         return check

@@ -42,6 +42,7 @@ import os
 
 import numpy as np
 
+from keras_distill.data.lazy import is_lazy
 from keras_distill.verify import per_output as _per_output
 from keras_distill.verify import scores as _scores  # the module (before `scores` is the function)
 from keras_distill.verify.litert import detect_quantization as _tflite_quantization
@@ -127,7 +128,7 @@ def evaluate_bytes(model_bytes, fmt, x, y=None, reference=None, *, kind="multicl
         all), ``latency_ms_median``, ``input_dtype``, ``output_dtype`` (by output name for
         several).
     """
-    x = np.asarray(x)
+    x = x if is_lazy(x) else np.asarray(x)  # lazy inputs are read a sample at a time
     if len(x) == 0:
         raise ValueError("evaluate needs at least one sample in x.")
     if isinstance(y, np.ndarray):
@@ -330,7 +331,7 @@ def evaluate_folder(folder, x, y=None, reference=None, *, kind="multiclass", num
     if not files:
         raise ValueError(f"evaluate_folder: no artifacts ({', '.join(ARTIFACT_SUFFIXES)}) in "
                          f"{folder!r}.")
-    x = np.asarray(x)
+    x = x if is_lazy(x) else np.asarray(x)
     reference = _per_output.as_reference(reference, x)
     rows = []
     for name in files:

@@ -26,7 +26,9 @@ def as_reference(reference, x):
     if reference is None:
         return None
     if hasattr(reference, "predict"):
-        return reference.predict(x, batch_size=256, verbose=0)
+        from keras_distill.data.stream import predict
+
+        return predict(reference, x, batch_size=256)
     if callable(reference):
         return reference(x)
     return reference

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from keras_distill.data.lazy import is_lazy
+
 
 def quantize(x, scale, zero_point, dtype):
     """Float to integer: ``round(x / scale) + zero_point``, clipped to ``dtype``."""
@@ -212,7 +214,7 @@ def run_samples(runner, x, *, warmup=1):
         dimension of each call removed; ``{name: array}`` for a model of several outputs) and
         one wall time per call.
     """
-    x = np.asarray(x)
+    x = x if is_lazy(x) else np.asarray(x)  # lazy inputs: read a sample at a time
     for i in range(min(warmup, len(x))):
         runner(x[i:i + 1])
     outputs, times = [], []
