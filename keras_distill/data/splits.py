@@ -1,9 +1,12 @@
-"""The arrays of one dataset (:class:`Splits`), the train / validation / test split, and
-standardization with the training split's statistics."""
+"""The arrays of one dataset (:class:`Splits`), the train / validation / test split (of arrays,
+or of files and records by a hash of their names: :func:`hash_split`), and standardization
+with the training split's statistics."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import warnings
 
 import numpy as np
 
@@ -17,7 +20,10 @@ class Splits:
     """Train / validation / test arrays of one dataset.
 
     Attributes:
-        x_train, y_train, x_val, y_val, x_test, y_test: NumPy arrays.
+        x_train, x_val, x_test: the inputs: NumPy arrays, or arrays read on demand
+            (:class:`~keras_distill.data.lazy.LazyArray`: image files, TFRecords, memory-mapped
+            ``.npy`` files), which stream in batches (``keras_distill.data.stream``).
+        y_train, y_val, y_test: the labels, NumPy arrays (in memory: labels are small).
         num_classes: number of classes (multiclass, binary: 2), labels (multilabel) or
             targets (regression).
         class_names: one name per class index, label or target.
@@ -33,11 +39,11 @@ class Splits:
         ('regression', 1, dtype('float32'))
     """
 
-    x_train: np.ndarray
+    x_train: object  # np.ndarray or LazyArray
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: object
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: object
     y_test: np.ndarray
     num_classes: int
     class_names: list[str]
@@ -47,7 +53,14 @@ class Splits:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+        return tuple(int(d) for d in self.x_train.shape[1:])
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the inputs are read on demand (lazy), rather than NumPy arrays in memory."""
+        from keras_distill.data.lazy import is_lazy
+
+        return any(is_lazy(x) for x in (self.x_train, self.x_val, self.x_test))
 
     @property
     def output_units(self) -> int:
@@ -91,16 +104,7 @@ def split(x, y, *, validation_fraction=0.15, test_fraction=0.2, seed=0, stratify
     """
     from sklearn.model_selection import train_test_split
 
-    if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
-        raise ValueError(
-            "validation_fraction and test_fraction must be in (0, 1); got "
-            f"{validation_fraction} and {test_fraction}."
-        )
-    if validation_fraction + test_fraction >= 1:
-        raise ValueError(
-            "validation_fraction + test_fraction must leave training data; got "
-            f"{validation_fraction} + {test_fraction} >= 1."
-        )
+    _check_fractions(validation_fraction, test_fraction)
     strat = y if stratify else None
     x_rest, x_test, y_rest, y_test = train_test_split(
         x, y, test_size=test_fraction, random_state=seed, stratify=strat
@@ -132,3 +136,81 @@ def standardize(train, *others):
     std = np.where(std > 0, std, 1.0)
     return ([((np.asarray(a, "float64") - mean) / std).astype("float32")
              for a in (train, *others)], mean, std)
+
+
+def _check_fractions(validation_fraction, test_fraction):
+    if not 0 < validation_fraction < 1 or not 0 < test_fraction < 1:
+        raise ValueError(
+            "validation_fraction and test_fraction must be in (0, 1); got "
+            f"{validation_fraction} and {test_fraction}."
+        )
+    if validation_fraction + test_fraction >= 1:
+        raise ValueError(
+            "validation_fraction + test_fraction must leave training data; got "
+            f"{validation_fraction} + {test_fraction} >= 1."
+        )
+
+
+#: The split codes of :func:`hash_split`.
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+def hash_fractions(keys, seed=0) -> np.ndarray:
+    """A number ``u`` in [0, 1) for each key (a file's relative path, a record's name), from the
+    SHA-1 of ``"<seed>:<key>"``: the same key and seed always give the same ``u``.
+
+    Example:
+        >>> u = hash_fractions(["a.png", "b.png"])
+        >>> u.round(4).tolist(), bool((hash_fractions(["a.png"]) == u[0]).all())
+        ([0.9821, 0.795], True)
+    """
+    out = np.empty(len(keys), np.float64)
+    for i, key in enumerate(keys):
+        digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+        out[i] = int.from_bytes(digest[:7], "big") / 2.0**56
+    return out
+
+
+def hash_split(keys, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
+               what="samples") -> np.ndarray:
+    """The split of each key, decided by its own hash (:func:`hash_fractions`): ``TEST`` (2)
+    when ``u < test_fraction``, ``VALIDATION`` (1) when ``u < test_fraction +
+    validation_fraction``, else ``TRAIN`` (0). Adding keys never moves another key to another
+    split (unlike a shuffled split), so a growing folder keeps its test set.
+
+    With 3 keys or more every split gets at least one: when the hashes leave a split empty,
+    the key whose ``u`` lies nearest to that split's interval moves into it (from a split with
+    two or more), with a warning naming it.
+
+    Args:
+        keys: strings, one per sample.
+        what: what the keys are, for the warning (``"images"``, ``"records"``).
+
+    Example:
+        >>> codes = hash_split([f"{i}.png" for i in range(1000)], seed=0)
+        >>> np.bincount(codes).tolist()
+        [655, 141, 204]
+    """
+    _check_fractions(validation_fraction, test_fraction)
+    u = hash_fractions(keys, seed)
+    codes = np.where(u < test_fraction, TEST,
+                     np.where(u < test_fraction + validation_fraction, VALIDATION, TRAIN))
+    if len(keys) >= 3:
+        bounds = {TEST: (0.0, test_fraction),
+                  VALIDATION: (test_fraction, test_fraction + validation_fraction),
+                  TRAIN: (test_fraction + validation_fraction, 1.0)}
+        for code in (TEST, VALIDATION, TRAIN):
+            if (codes == code).any():
+                continue
+            counts = np.bincount(codes, minlength=3)
+            movable = np.flatnonzero(counts[codes] >= 2)
+            low, high = bounds[code]
+            distance = np.maximum(low - u[movable], u[movable] - high)
+            moved = movable[np.argmin(distance)]
+            codes[moved] = code
+            warnings.warn(
+                f"the hash split of {len(keys)} {what} left the "
+                f"{['training', 'validation', 'test'][code]} split empty; moved {keys[moved]!r} "
+                "into it. Add data (or change the fractions or the seed) for a stable split.",
+                stacklevel=3)
+    return codes
