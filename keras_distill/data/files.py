@@ -1,5 +1,7 @@
-"""Datasets from files: ``.npz`` files (with the task they declare or imply) and image folders
-(one subfolder per class)."""
+"""Datasets from files: ``.npz`` files (with the task they declare or imply; large ones are
+memory-mapped, see ``keras_distill.data.arrays``), and the conversion rules of stored arrays
+shared by every array source. Image folders live in ``keras_distill.data.images``
+(:func:`load_image_folder` is re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,29 +10,49 @@ import numpy as np
 from keras_distill import registry
 from keras_distill.data.checks import _nonfinite_rows
 from keras_distill.data.errors import DataError
+from keras_distill.data.images import load_image_folder
+from keras_distill.data.lazy import InMemory, Subset, is_lazy
 from keras_distill.data.splits import Splits
+
+__all__ = ["detect_task", "load_image_folder", "load_npz"]
 
 MULTICLASS, BINARY, MULTILABEL, REGRESSION = registry.OUTPUT_KINDS
 
 
-def _inputs(x, what):
-    """Inputs as float32.
+def _input_rule(x, what):
+    """``(scale, channel_axis)`` of stored inputs ``x`` (a NumPy or memory-mapped array).
 
     Images ``(N, H, W)`` or ``(N, H, W, C)``: integers are divided by 255, ``(N, H, W)`` gets
     a channel axis. Feature vectors ``(N, features)`` keep their values (only ``uint8`` ones,
     flattened pixels, are divided by 255).
     """
-    x = np.asarray(x)
     if x.dtype.kind not in "biuf" or x.ndim < 2:
         raise DataError(f"{what} has shape {x.shape} and dtype {x.dtype}; expected a numeric "
                         "array of N samples, e.g. (N, features), (N, height, width) or (N, "
                         "height, width, channels).")
-    if (x.dtype.kind in "biu" and x.ndim >= 3) or x.dtype == np.uint8:
+    scaled = (x.dtype.kind in "biu" and x.ndim >= 3) or x.dtype == np.uint8
+    return (1 / 255 if scaled else None), x.ndim == 3
+
+
+def _inputs(x, what):
+    """Inputs as a float32 NumPy array (see :func:`_input_rule`)."""
+    x = np.asarray(x)
+    scale, channel_axis = _input_rule(x, what)
+    if scale is not None:
         x = x.astype("float32") / 255.0
     x = x.astype("float32")
-    if x.ndim == 3:
+    if channel_axis:
         x = x[..., None]
     return x
+
+
+def _lazy_inputs(x, what):
+    """Inputs kept in their stored dtype (a memory map, or downloaded ``uint8`` images),
+    converted a batch at a time as :func:`_inputs` converts them (to within a float32
+    rounding: rows are multiplied by 1/255 rather than divided by 255)."""
+    x = x if isinstance(x, np.ndarray) else np.asarray(x)  # a memory map stays one
+    scale, channel_axis = _input_rule(x, what)
+    return InMemory(x, scale=scale, channel_axis=channel_axis)
 
 
 def _labels(y, what, n):
@@ -126,7 +148,8 @@ def _declared_task(arrays, path):
     return str(task)
 
 
-def load_npz(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0) -> Splits:
+def load_npz(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
+             stream_bytes=None) -> Splits:
     """A dataset from a ``.npz`` file.
 
     The file holds ``x_train`` and ``y_train``, and optionally ``x_val``/``y_val``,
@@ -140,39 +163,71 @@ def load_npz(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0) -> Sp
     detected from ``y_train`` (:func:`detect_task`): class indices or one-hot rows are
     multiclass, multi-hot rows multilabel, other floats regression targets (kept as they are).
 
+    A file whose ``x`` arrays take ``stream_bytes`` or more (default
+    ``keras_distill.data.arrays.STREAM_BYTES``, 256 MiB) is not loaded: it is converted once
+    to a folder of ``.npy`` files beside it (``<file>.npy/``) whose inputs are memory-mapped
+    (see :func:`keras_distill.data.arrays.load_npy_folder`).
+
     Example:
         >>> np.savez("data.npz", x_train=x, y_train=y)  # doctest: +SKIP
         >>> load_npz("data.npz").summary()              # doctest: +SKIP
     """
     import os
 
+    from keras_distill.data import arrays as arrays_lib
+
+    limit = arrays_lib.STREAM_BYTES if stream_bytes is None else stream_bytes
+    if arrays_lib.npz_input_bytes(path) >= limit:
+        folder = arrays_lib.npz_to_npy_folder(path)
+        return arrays_lib.load_npy_folder(
+            folder, validation_fraction=validation_fraction, test_fraction=test_fraction,
+            seed=seed, name=os.path.splitext(os.path.basename(os.fspath(path)))[0],
+            what=os.fspath(path))
     name = os.path.splitext(os.path.basename(os.fspath(path)))[0]
-    arrays = _read_npz(path)
+    return _splits_of(_read_npz(path), path, name, _inputs,
+                      validation_fraction=validation_fraction, test_fraction=test_fraction,
+                      seed=seed)
+
+
+def _splits_of(arrays, path, name, inputs, *, validation_fraction, test_fraction, seed):
+    """The :class:`Splits` of a file's arrays (``x_train``, ``y_train``, optional pairs,
+    ``class_names``, ``task``), the inputs converted by ``inputs`` (:func:`_inputs` or
+    :func:`_lazy_inputs`), missing pairs split off the training data."""
     task = _declared_task(arrays, path)
     if task is None:
         task = detect_task(arrays["y_train"])
     parts = {}
     for part in ("train", "val", "test"):
         if f"x_{part}" in arrays:
-            x = _inputs(arrays[f"x_{part}"], f"{path}: x_{part}")
+            x = inputs(arrays[f"x_{part}"], f"{path}: x_{part}")
             parts[part] = (x, _targets(arrays[f"y_{part}"], task, f"{path}: y_{part}", len(x)))
     x, y = parts["train"]
     n = len(x)
     stratify = task in (MULTICLASS, BINARY)
+    rest = np.arange(n)
     if "test" not in parts:
-        x, x_test, y, y_test = _split_off(x, y, test_fraction, seed, stratify=stratify)
-        parts["test"] = (x_test, y_test)
+        keep, test = _split_indices(y, test_fraction, seed, stratify=stratify)
+        parts["test"] = (_take(x, test), y[test])
+        rest = rest[keep]
     if "val" not in parts:
-        x, x_val, y, y_val = _split_off(x, y, validation_fraction * n / len(x), seed,
-                                        stratify=stratify)
-        parts["val"] = (x_val, y_val)
+        keep, val = _split_indices(y[rest], validation_fraction * n / len(rest), seed,
+                                   stratify=stratify)
+        parts["val"] = (_take(x, rest[val]), y[rest[val]])
+        rest = rest[keep]
+    if len(rest) < n:
+        parts["train"] = (_take(x, rest), y[rest])
     for i, what in ((0, "sample"), (1, "label")):
-        shapes = {p: v[i].shape[1:] for p, v in parts.items()}
+        shapes = {p: tuple(v[i].shape[1:]) for p, v in parts.items()}
         if len(set(shapes.values())) != 1:
             raise DataError(f"{path}: the splits have different {what} shapes {shapes}.")
     num_classes, class_names = _npz_classes(parts, task, arrays, path)
-    return Splits(x, y, *parts["val"], *parts["test"], num_classes=num_classes,
+    return Splits(*parts["train"], *parts["val"], *parts["test"], num_classes=num_classes,
                   class_names=class_names, name=name, task=task)
+
+
+def _take(x, rows):
+    """Rows ``rows`` of ``x``: a copy of a NumPy array, a :class:`Subset` of a lazy one."""
+    return Subset(x, rows) if is_lazy(x) else x[rows]
 
 
 def _read_npz(path):
@@ -220,80 +275,21 @@ def _npz_classes(parts, task, arrays, path):
     return count, names
 
 
-def _split_off(x, y, fraction, seed, *, stratify=True):
-    """``(x_rest, x_part, y_rest, y_part)``, stratified (when ``stratify``) when every class
-    has 2+ samples."""
+def _split_indices(y, fraction, seed, *, stratify=True):
+    """``(rest, part)``: the indices of ``fraction`` of the samples labeled ``y`` and of the
+    others, in the order ``sklearn.model_selection.train_test_split`` gives them; stratified
+    (when ``stratify``) when every class has 2+ samples."""
     from sklearn.model_selection import train_test_split
 
-    if len(x) < 3:
-        raise DataError(f"only {len(x)} training samples: too few to split off validation or "
+    if len(y) < 3:
+        raise DataError(f"only {len(y)} training samples: too few to split off validation or "
                         "test data; give x_val/y_val and x_test/y_test.")
+    index = np.arange(len(y))
     strat = None
     if stratify:
         counts = np.bincount(y)
         strat = y if counts[counts > 0].min() >= 2 else None
     try:
-        return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=strat)
+        return train_test_split(index, test_size=fraction, random_state=seed, stratify=strat)
     except ValueError:  # too few samples per class for a stratified split of that size
-        return train_test_split(x, y, test_size=fraction, random_state=seed)
-
-
-def load_image_folder(path, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
-                      image_size=None, color_mode="rgb") -> Splits:
-    """Images in class subfolders (``path/<class>/<image>``), read with
-    ``keras.utils.image_dataset_from_directory``, scaled to [0, 1] and split.
-
-    Args:
-        image_size: ``(height, width)`` to resize to; default the size of the first image.
-        color_mode: ``"grayscale"``, ``"rgb"`` or ``"rgba"``.
-
-    Example:
-        >>> load_image_folder("flowers/", image_size=(32, 32)).class_names  # doctest: +SKIP
-        ['daisy', 'rose', 'tulip']
-    """
-    import os
-
-    import keras
-
-    path = os.fspath(path)
-    classes = sorted(d for d in os.listdir(path) if os.path.isdir(os.path.join(path, d)))
-    if not classes:
-        raise DataError(f"image folder {path!r} has no class subfolders; expected "
-                        f"{path}/<class name>/<image files>.")
-    if image_size is None:
-        image_size = _first_image_size(path, classes)
-    try:
-        ds = keras.utils.image_dataset_from_directory(
-            path, labels="inferred", label_mode="int", color_mode=color_mode,
-            image_size=tuple(image_size), batch_size=256, shuffle=False, verbose=False)
-    except ValueError as exc:
-        raise DataError(f"cannot read images from {path!r}: {exc}") from None
-    xs, ys = [], []
-    for xb, yb in ds.as_numpy_iterator():
-        xs.append(xb)
-        ys.append(yb)
-    if not xs:
-        raise DataError(f"image folder {path!r} has no images.")
-    x = (np.concatenate(xs) / 255.0).astype("float32")
-    y = np.concatenate(ys).astype("int32")
-    name = os.path.basename(os.path.normpath(path)) or "images"
-    x_rest, x_test, y_rest, y_test = _split_off(x, y, test_fraction, seed)
-    x_train, x_val, y_train, y_val = _split_off(
-        x_rest, y_rest, validation_fraction / (1.0 - test_fraction), seed)
-    return Splits(x_train, y_train, x_val, y_val, x_test, y_test,
-                  num_classes=len(ds.class_names), class_names=list(ds.class_names), name=name)
-
-
-def _first_image_size(path, classes):
-    import os
-
-    import keras
-
-    for c in classes:
-        folder = os.path.join(path, c)
-        for f in sorted(os.listdir(folder)):
-            if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".gif")):
-                width, height = keras.utils.load_img(os.path.join(folder, f)).size
-                return (height, width)
-    raise DataError(f"image folder {path!r} has no .png/.jpg/.jpeg/.bmp/.gif images in "
-                    f"its class subfolders {classes}.")
+        return train_test_split(index, test_size=fraction, random_state=seed)

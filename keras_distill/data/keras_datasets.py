@@ -1,10 +1,12 @@
-"""The ``keras.datasets`` image datasets, downloaded on first use."""
+"""The ``keras.datasets`` image datasets, downloaded on first use and kept as they come
+(``uint8``): batches are converted to ``float32`` in [0, 1] when read
+(:class:`~keras_distill.data.lazy.InMemory`)."""
 
 from __future__ import annotations
 
 from keras_distill import registry
 from keras_distill.data.errors import DataError
-from keras_distill.data.files import _inputs, _labels, _split_off
+from keras_distill.data.files import _labels, _lazy_inputs, _split_indices, _take
 from keras_distill.data.splits import Splits
 
 _CLASS_NAMES = {
@@ -25,7 +27,10 @@ _OFFLINE_HINT = ("Offline, use data = \"digits\" (or \"breast_cancer\", \"diabet
 def load_keras_dataset(name, *, validation_fraction=0.15, seed=0) -> Splits:
     """A ``keras.datasets`` image dataset (downloaded once into ``~/.keras/datasets``).
 
-    Its own test split is kept; ``validation_fraction`` of the training data is held out.
+    Its own test split is kept; ``validation_fraction`` of the training data is held out
+    (stratified). The inputs stay ``uint8`` in memory (no ``float32`` copy of the whole set):
+    ``x_train``, ``x_val`` and ``x_test`` are :class:`~keras_distill.data.lazy.LazyArray`
+    views whose rows come out as ``float32`` in [0, 1].
 
     Raises:
         DataError: an unknown name, or the download failed (the message says that it needs
@@ -50,10 +55,11 @@ def load_keras_dataset(name, *, validation_fraction=0.15, seed=0) -> Splits:
                 f"time ({text.splitlines()[0] if text else 'download failed'}). "
                 + _OFFLINE_HINT) from None
         raise
-    x, x_test = _inputs(x, f"{name} x_train"), _inputs(x_test, f"{name} x_test")
+    x, x_test = _lazy_inputs(x, f"{name} x_train"), _lazy_inputs(x_test, f"{name} x_test")
     y, y_test = _labels(y, f"{name} y_train", len(x)), _labels(y_test, f"{name} y_test",
                                                               len(x_test))
-    x_train, x_val, y_train, y_val = _split_off(x, y, validation_fraction, seed)
+    train, val = _split_indices(y, validation_fraction, seed)
+    x_train, x_val, y_train, y_val = _take(x, train), _take(x, val), y[train], y[val]
     names = KERAS_DATASETS[name]
     return Splits(x_train, y_train, x_val, y_val, x_test, y_test, num_classes=len(names),
                   class_names=list(names), name=name)
