@@ -184,7 +184,7 @@ def index_records(files) -> dict:
     for file_id, path in enumerate(files):
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            offset = 0
+            offset = row = 0
             while offset < size:
                 header = f.read(12)
                 (length,) = struct.unpack("<Q", header[:8]) if len(header) == 12 else (-1,)
@@ -192,11 +192,12 @@ def index_records(files) -> dict:
                     raise DataError(_framing_error(path, offset, header))
                 data = f.read(length)
                 f.seek(4, os.SEEK_CUR)
-                label = _label_of(_example(data), path, len(found["offsets"]), keys)
+                label = _label_of(_example(data), path, row, keys)
                 for name, value in (("file_ids", file_id), ("offsets", offset + 12),
                                     ("lengths", length), ("labels", label)):
                     found[name].append(value)
                 offset += 16 + length
+                row += 1
     out = {k: np.asarray(v, np.int64) for k, v in found.items()}
     return {**out, "names": keys["names"], "image_key": keys["image_key"],
             "first_image": keys["first_image"]}
