@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_distill import Distiller, store
+from keras_distill import Distiller, store, teachers
 from keras_distill.data.lazy import InMemory
 from keras_distill.losses import SoftTargetKL
 from keras_distill.store import topk
@@ -201,3 +201,27 @@ def test_non_deterministic_datasets_are_refused(data, make, match):
     seeded = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
         300, seed=3, reshuffle_each_iteration=False).batch(40)
     store.check(seeded)  # a fixed order passes
+
+
+def test_cache_outputs_for_lazy_inputs_and_datasets(tmp_path, data):
+    x, y = data
+    teacher = _teacher()
+    expected = teacher.predict(x, verbose=0)
+    lazy = teachers.cache_outputs(teacher, InMemory(x), y, batch_size=64, shuffle=False,
+                                  cache_dir=tmp_path)
+    got = np.concatenate([t["teacher_outputs"].numpy() for _, t in lazy])
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(64)
+    paired = teachers.cache_outputs(teacher, ds, shuffle=False, cache_dir=tmp_path, top_k=3)
+    batches = list(paired)
+    assert [len(b[0]) for b in batches] == [64, 64, 64, 64, 44]
+    labels = np.concatenate([t["labels"].numpy() for _, t in batches])
+    np.testing.assert_array_equal(labels, y)
+    decoded = np.concatenate([t["teacher_outputs"].numpy() for _, t in batches])
+    np.testing.assert_allclose(decoded, topk.restricted(expected, 3, 1.0, "probabilities"),
+                               atol=2e-3)
+    d = Distiller(None, _student())
+    d.compile(optimizer="adam")
+    history = d.fit(teachers.cache_outputs(teacher, ds, cache_dir=tmp_path, top_k=3, seed=1),
+                    epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
