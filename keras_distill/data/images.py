@@ -210,7 +210,12 @@ class ImageFiles(LazyArray):
         and the color mode."""
         h = hashlib.sha256()
         for path in self.paths:
-            st = os.stat(path)
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise DataError(f"cannot read image {path!r} ({exc.strerror or exc}); was it "
+                                "moved or deleted after the data was loaded? Load the folder "
+                                "again.") from None
             h.update(json.dumps([os.path.abspath(path), st.st_size, st.st_mtime_ns]).encode())
         return {"files": len(self.paths), "first": self.paths[0] if self.paths else None,
                 "digest": h.hexdigest(), "image_size": list(self.image_size),
