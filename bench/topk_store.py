@@ -86,8 +86,6 @@ def main():
                 path = os.path.join(tmp, str(k))
                 written = store.write(teacher, data.x_train, path,
                                       top_k=None if k == "full" else k, temperature=STORED_T)
-                written.meta["description"]["data"] = store.data_fingerprint(data.x_train)
-                written._save()
                 sizes[k] = (written.nbytes(), written.full_nbytes())
                 acc[k].append(distill_from(path, data, seed, args.epochs))
         for k in KS:

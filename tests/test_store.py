@@ -123,8 +123,6 @@ def test_fit_on_a_store_matches_the_live_teacher(tmp_path, data):
     x, y = data
     teacher = _teacher()
     written = store.write(teacher, x, tmp_path / "s")
-    written.meta["description"]["data"] = store.data_fingerprint(x)
-    written._save()
     d = Distiller(teacher, _student())
     d.compile(optimizer="sgd")
     live = d.evaluate(x, y, verbose=0, return_dict=True)

@@ -98,8 +98,6 @@ class Cached:
             existed = _complete(folder)
             store = store_lib.write(teacher, x, folder, top_k=top_k, temperature=temperature,
                                     kinds=kinds, batch_size=batch_size, key=key)
-            store.meta["description"]["data"] = d_fp
-            store._save()
         self.info = {"key": key, "path": None if self.tmp else store.path,
                      "reused": bool(existed)}
         return self._paired(store, x, y, check=False)

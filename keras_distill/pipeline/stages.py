@@ -154,27 +154,27 @@ def _fit(ctx, stage, pruning, fit_kwargs):
     if ctx.on_stage is not None:
         ctx.on_stage(stage)
     start = time.perf_counter()
-    train, validation, batch = _fit_data(stage.model, data, cfg)
-    history = stage.model.fit(*train, validation_data=validation, epochs=stage.epochs,
-                              batch_size=batch, verbose=ctx.verbose,
-                              callbacks=stage.callbacks, **fit_kwargs)
+    train, feed = _fit_data(stage.model, data, cfg)
+    history = stage.model.fit(*train, epochs=stage.epochs, verbose=ctx.verbose,
+                              callbacks=stage.callbacks, **feed, **fit_kwargs)
     stage.seconds, stage.epochs_run = time.perf_counter() - start, len(history.epoch)
 
 
 def _fit_data(model, data, cfg):
-    """``(train, validation, batch_size)`` for ``fit``: the arrays, or for streamed data
-    (lazy arrays) ``tf.data`` pipelines of batches shuffled each epoch. A Distiller streams
-    lazy arrays itself (after computing cached teacher outputs for them)."""
+    """``(train, kwargs)`` for ``fit``: the arrays, or for streamed data (lazy arrays)
+    ``tf.data`` pipelines of batches shuffled each epoch; ``kwargs`` holds the validation data
+    and the batch size. A Distiller streams lazy arrays itself (after computing cached teacher
+    outputs for them)."""
     from keras_distill.data import is_lazy, stream
     from keras_distill.distiller import Distiller
 
     train = (data.x_train, data.y_train)
     validation = (data.x_val, data.y_val)
-    if not is_lazy(data.x_train) or isinstance(model, Distiller):
-        return train, validation, cfg["batch_size"]
     batch = cfg["batch_size"]
+    if not is_lazy(data.x_train) or isinstance(model, Distiller):
+        return train, {"validation_data": validation, "batch_size": batch}
     return ((stream.dataset(train, batch_size=batch, shuffle=True, seed=cfg["seed"]),),
-            stream.dataset(validation, batch_size=batch), None)
+            {"validation_data": stream.dataset(validation, batch_size=batch), "shuffle": False})
 
 
 def _masks_from_restored_weights(pruning):

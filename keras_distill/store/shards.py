@@ -111,6 +111,12 @@ class TeacherStore:
             json.dump(self.meta, f, indent=1)
         os.replace(tmp, os.path.join(self.path, MANIFEST))
 
+    def describe(self, **entries):
+        """Add ``entries`` to the manifest's ``description`` (the data's fingerprint, the
+        teacher's file, the source), and save it."""
+        self.meta.setdefault("description", {}).update(entries)
+        self._save()
+
     def set_outputs(self, structure, names, outputs):
         """Record how the outputs nest and what each holds (first shard)."""
         if self.meta["outputs"] is None:

@@ -107,10 +107,11 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
     n = len(x)
     if n == 0:
         raise ValueError("the inputs are empty; pass the samples to label.")
-    key = key or store_key(teacher_fingerprint(teacher), data_fingerprint(x), top_k,
-                           temperature)
+    data_fp = data_fingerprint(x)
+    key = key or store_key(teacher_fingerprint(teacher), data_fp, top_k, temperature)
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
+    store.describe(data=data_fp)  # what fit(..., cache_teacher=<store>) checks its inputs by
     for i in range(store.shard_count(n)):
         if store.has_shard(i):
             continue
