@@ -37,11 +37,10 @@ def check_finite(x, name, before):
 def check_training_arrays(x, y, model, where, outputs=None):
     """Clear errors for NumPy data a training step would choke on (or silently learn NaN from).
 
-    Only NumPy inputs and arrays read on demand (:class:`~keras_distill.data.lazy.LazyArray`)
-    are checked; datasets, generators and dicts of inputs are checked by Keras as they stream.
-    The inputs must be non-empty, finite and of the model's input shape; the finiteness of
-    lazy inputs is checked a batch at a time as they stream (``keras_distill.data.stream``),
-    not here, so that no check reads the whole data.
+    Only NumPy and lazy inputs (:class:`~keras_distill.data.lazy.LazyArray`) are checked;
+    datasets, generators and dicts of inputs are checked by Keras as they stream. The inputs
+    must be non-empty, finite (lazy ones: checked per batch as they stream, not read here) and
+    of the model's input shape.
     Labels given as arrays must be numbers, one per sample, that fit the model's outputs.
     Cached teacher outputs (``{"labels": y, "teacher_outputs": t}``) are not checked, their
     labels are.
@@ -87,18 +86,11 @@ def check_training_arrays(x, y, model, where, outputs=None):
         Traceback (most recent call last):
         ...
         ValueError: fit: multilabel labels must have shape (N, 3), one column per label; got (2,). Encode each sample's labels as a multi-hot row (e.g. with sklearn.preprocessing.MultiLabelBinarizer).
-        >>> from keras_distill.data.lazy import InMemory
-        >>> check_training_arrays(InMemory(np.zeros((2, 5), "uint8")), np.array([0, 1]), model,
-        ...                       "fit")
-        Traceback (most recent call last):
-        ...
-        ValueError: fit: inputs of shape (5,) do not match the models' input shape (4,). Reshape the data (e.g. add a channel axis with x[..., None]) or build the models for this shape.
     """
     from keras_distill.data.lazy import is_lazy
     from keras_distill.graph import model_shape, shapes_compatible
 
-    lazy = is_lazy(x)
-    if not isinstance(x, np.ndarray) and not lazy:
+    if not isinstance(x, np.ndarray) and not is_lazy(x):
         return
     if len(x) == 0:
         raise ValueError(f"{where}: x is empty (0 samples); pass some data.")
@@ -108,7 +100,7 @@ def check_training_arrays(x, y, model, where, outputs=None):
             f"{where}: inputs of shape {tuple(x.shape[1:])} do not match the models' input "
             f"shape {tuple(expected[1:])}. Reshape the data (e.g. add a channel axis with "
             "x[..., None]) or build the models for this shape.")
-    if not lazy:
+    if not is_lazy(x):
         check_finite(x, f"{where}: x", "training")
     y = _without_teacher_outputs(y, [o.name for o in outputs or ()])
     if outputs is None:
