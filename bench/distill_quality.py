@@ -83,13 +83,13 @@ from keras_distill.presets import student_cnn, student_mlp, teacher_mlp
 from keras_distill.teachers import Ensemble
 
 LOSS_ROWS = {
-    "distilled: SoftTargetKL (T=4, default)": dict(),
-    "distilled: HardTargetCE": dict(losses=[losses.HardTargetCE()]),
-    "distilled: LogitMSE": dict(losses=[losses.LogitMSE()]),
-    "distilled: DecoupledKD (alpha=1, beta=8)": dict(losses=[losses.DecoupledKD()]),
-    "distilled: SoftTargetKL + FeatureHint(relu3 <- conv2)": dict(
-        losses=[losses.SoftTargetKL(), losses.FeatureHint("relu3", "conv2")],
-        loss_weights=[1.0, 1.0]),
+    "distilled: SoftTargetKL (T=4, default)": {},
+    "distilled: HardTargetCE": {"losses": [losses.HardTargetCE()]},
+    "distilled: LogitMSE": {"losses": [losses.LogitMSE()]},
+    "distilled: DecoupledKD (alpha=1, beta=8)": {"losses": [losses.DecoupledKD()]},
+    "distilled: SoftTargetKL + FeatureHint(relu3 <- conv2)": {
+        "losses": [losses.SoftTargetKL(), losses.FeatureHint("relu3", "conv2")],
+        "loss_weights": [1.0, 1.0]},
 }
 
 

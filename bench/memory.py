@@ -12,6 +12,7 @@ fresh process. Target: peak (self + children) within 4 GiB.
 
     python bench/memory.py                                  # ~3 minutes on 2 cores
     python bench/memory.py --samples 20000 --width 128 --formats tflite --epochs 1
+    python bench/memory.py --stream         # 50,000 PNGs of 96x96x3, streamed; ~10 minutes
 
 Example:
     >>> python bench/memory.py --formats tflite  # doctest: +SKIP
@@ -30,6 +31,7 @@ import time
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 TARGET_MIB = 4096
 
@@ -179,7 +181,19 @@ def main(argv=None):
     parser.add_argument("--quantization", default="float32,int8")
     parser.add_argument("--no-teacher-export", action="store_true",
                         help="export the student only")
+    parser.add_argument("--stream", action="store_true", help="the streaming row instead: a "
+                        "folder of generated 96x96x3 PNGs (bench/memory_stream.py)")
+    parser.add_argument("--images", type=int, default=50_000, help="--stream: images to make")
+    parser.add_argument("--folder", help="--stream: an image folder made before (kept)")
+    parser.add_argument("--label", choices=("store", "beam"), default="store",
+                        help="--stream: label with keras_distill.store.write or the Beam "
+                             "pipeline of keras-distill label (DirectRunner, 2 workers)")
     args = parser.parse_args(argv)
+    if args.stream:
+        import memory_stream
+
+        sampler = TreeSampler()
+        return memory_stream.main(args, Recorder(sampler), sampler, peaks_mib)
     formats = tuple(f for f in args.formats.split(",") if f)
     quantization = tuple(q for q in args.quantization.split(",") if q)
     sampler = TreeSampler()

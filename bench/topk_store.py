@@ -24,10 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import accuracy, mean_std, print_table, sparse_ce, train_alone, train_teacher
-
 import keras
 import numpy as np
+from common import accuracy, mean_std, print_table, sparse_ce, train_alone, train_teacher
 
 from keras_distill import Distiller, store
 from keras_distill.data import load_digits

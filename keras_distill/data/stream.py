@@ -16,6 +16,10 @@ from keras_distill.data.lazy import LazyArray, Materialized, _rows_of, is_lazy
 
 __all__ = ["Materialized", "batches", "chunks", "dataset", "is_lazy", "predict"]
 
+#: Batches read at once, and batches read ahead, by :func:`dataset`.
+PARALLEL_BATCHES = 2
+PREFETCH_BATCHES = 2
+
 
 def _length(structure):
     import keras
@@ -81,9 +85,11 @@ def dataset(structure, *, batch_size=32, shuffle=False, seed=0, check_finite=Tru
     ds = tf.data.Dataset.range(n)
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+    # A fixed, small number of batches in flight: memory stays a few batches whatever the data
+    # (tf.data's autotuning may buffer up to half the machine's memory).
+    ds = ds.batch(batch_size).map(load, num_parallel_calls=PARALLEL_BATCHES,
                                   deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(PREFETCH_BATCHES)
 
 
 def _as_tuples(structure):

@@ -13,6 +13,8 @@ from keras_distill.store import determinism, topk
 from keras_distill.store.shards import StoreError, TeacherStore, encode_output
 
 MULTICLASS = "multiclass"
+#: At most this many bytes of inputs are read for one teacher call of :func:`write`.
+CHUNK_BYTES = 64 * 2**20
 
 
 def teacher_fingerprint(teacher):
@@ -112,12 +114,18 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
     store.describe(data=data_fp)  # what fit(..., cache_teacher=<store>) checks its inputs by
+    # inputs are read a chunk of at most CHUNK_BYTES at a time (a shard of large images
+    # would otherwise be hundreds of MiB at once)
+    row_bytes = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
+    chunk = max(batch_size, min(shard_size, CHUNK_BYTES // row_bytes // batch_size * batch_size))
     for i in range(store.shard_count(n)):
         if store.has_shard(i):
             continue
-        start = i * shard_size
-        outputs = teacher.predict(np.asarray(x[start:start + shard_size]),
-                                  batch_size=batch_size, verbose=0)
+        start, stop = i * shard_size, min(n, (i + 1) * shard_size)
+        parts = [teacher.predict(np.asarray(x[s:min(stop, s + chunk)]), batch_size=batch_size,
+                                 verbose=0) for s in range(start, stop, chunk)]
+        outputs = parts[0] if len(parts) == 1 else keras.tree.map_structure(
+            lambda *a: np.concatenate(a), *parts)
         store.set_outputs(*describe_outputs(outputs, kinds, top_k))
         store.write_shard(i, _fields(store, outputs))
         if log is not None:
