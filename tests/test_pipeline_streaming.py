@@ -83,3 +83,32 @@ def test_distill_reads_a_store_written_before_and_refuses_one_for_other_data(
                      "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "samples but the inputs have" in err
+
+
+def test_export_reads_only_the_calibration_samples_of_a_dataset(tmp_path):
+    """representative_data as a stream: only calibration_samples rows are read from it (an
+    endless dataset would never end otherwise), and the int8 artifact is verified."""
+    import keras
+    import tensorflow as tf
+
+    from keras_distill import export
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    read = []
+
+    def rows():
+        rng = np.random.default_rng(0)
+        while True:
+            read.append(1)
+            yield rng.normal(size=(6,)).astype(np.float32)
+
+    endless = tf.data.Dataset.from_generator(
+        rows, output_signature=tf.TensorSpec((6,), tf.float32)).batch(32)
+    x = np.random.default_rng(1).normal(size=(40, 6)).astype(np.float32)
+    report = export(model, tmp_path, formats=("tflite",), quantization=("int8",),
+                    representative_data=endless, calibration_samples=100,
+                    eval_data=(x, model.predict(x, verbose=0).argmax(-1)))
+    assert report.get("tflite", "int8").ok
+    assert 100 <= len(read) <= 100 + 3 * 32  # a few batches read ahead at most

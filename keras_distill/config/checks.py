@@ -216,18 +216,23 @@ def preset_args(v):
 
 
 def data_source(v):
-    """``data.source``: a data set name, an existing ``.npz`` file or an image folder."""
+    """``data.source``: a data set name, an existing ``.npz`` file, TFRecord file (or a glob of
+    them), or a folder (of images, ``.npy`` arrays or TFRecord files)."""
+    import glob
+
     text = (f"{_quoted(registry.BUNDLED_DATASETS)}, a keras.datasets name "
-            f"({_quoted(registry.KERAS_DATASETS)}), the path of a .npz file or the path of an "
-            "image folder")
+            f"({_quoted(registry.KERAS_DATASETS)}), the path of a .npz file, of a TFRecord file "
+            "(.tfrecord, .tfrecords, .tfr; or a glob of them), or of a folder (images in class "
+            "subfolders, x_train.npy and y_train.npy, or TFRecord files)")
     if not isinstance(v, str) or not v.strip():
         raise NotAllowed(text)
     if v in DATASET_NAMES or os.path.isdir(v):
         return v
-    if v.endswith(".npz"):
-        if os.path.isfile(v):
+    if v.endswith((".npz", ".tfrecord", ".tfrecords", ".tfr")) or glob.has_magic(v):
+        if os.path.isfile(v) or (glob.has_magic(v) and glob.glob(v)):
             return v
-        raise NotAllowed(text + " (file not found)")
+        raise NotAllowed(text + (" (no file matches)" if glob.has_magic(v) else
+                                 " (file not found)"))
     raise NotAllowed(text + " (no such folder)" if ("/" in v or os.sep in v) else text)
 
 

@@ -155,7 +155,9 @@ _TOP_LEVEL = [
 _DATA = [
     Key("data.source", "str", "digits", checks.data_source,
         ", ".join(repr(d) for d in registry.BUNDLED_DATASETS) + ", a keras.datasets name ("
-        + ", ".join(registry.KERAS_DATASETS) + "), a .npz file or an image folder", is_path=True),
+        + ", ".join(registry.KERAS_DATASETS) + "), a .npz file, TFRecord files (a file, glob "
+        "or folder) or a folder of images (one subfolder per class) or of x_train.npy / "
+        "y_train.npy; files are read on demand", is_path=True),
     Key("data.validation_fraction", "float", 0.15, checks.fraction,
         "fraction of the data held out for validation, where the data has none"),
     Key("data.test_fraction", "float", 0.2, checks.fraction,

@@ -16,6 +16,8 @@ from keras_distill.data.lazy import LazyArray, Materialized, _rows_of, is_lazy
 
 __all__ = ["Materialized", "batches", "chunks", "dataset", "is_lazy", "predict"]
 
+#: At most this many bytes of inputs are read at once by :func:`predict` and :func:`chunks`.
+CHUNK_BYTES = 64 * 2**20
 #: Batches read at once, and batches read ahead, by :func:`dataset`.
 PARALLEL_BATCHES = 2
 PREFETCH_BATCHES = 2
@@ -101,21 +103,36 @@ def _as_tuples(structure):
     return 0
 
 
-def chunks(x, size=4096):
-    """``(start, rows)`` of ``x`` in chunks of ``size`` rows (NumPy, memory-mapped or lazy)."""
+def chunk_rows(x, max_bytes=CHUNK_BYTES, multiple=1):
+    """Rows of ``x`` that take at most ``max_bytes`` (at least ``multiple``), a multiple of
+    ``multiple``.
+
+    Example:
+        >>> chunk_rows(np.zeros((10, 1000), np.float32), max_bytes=16000)
+        4
+    """
+    row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
+    return max(multiple, max_bytes // row // multiple * multiple)
+
+
+def chunks(x, size=None):
+    """``(start, rows)`` of ``x`` in chunks of ``size`` rows (default: :data:`CHUNK_BYTES` of
+    them), NumPy, memory-mapped or lazy."""
+    size = size or chunk_rows(x)
     for start in range(0, len(x), size):
         yield start, np.asarray(x[start:start + size])
 
 
-def batches(x, size=4096):
+def batches(x, size=None):
     """The rows of ``x`` in chunks of ``size`` (see :func:`chunks`)."""
     for _, rows in chunks(x, size):
         yield rows
 
 
-def predict(model, x, *, batch_size=512, chunk=8192):
-    """``model.predict`` over NumPy or lazy inputs, read a chunk at a time; the outputs (one
-    row per sample) as float32 NumPy arrays, in the model's output structure.
+def predict(model, x, *, batch_size=512):
+    """``model.predict`` over NumPy or lazy inputs, read a chunk of at most
+    :data:`CHUNK_BYTES` at a time; the outputs (one row per sample) as float32 NumPy arrays,
+    in the model's output structure.
 
     Example:
         >>> import keras
@@ -125,6 +142,7 @@ def predict(model, x, *, batch_size=512, chunk=8192):
     """
     import keras
 
+    chunk = chunk_rows(x, multiple=batch_size)
     if not is_lazy(x) and len(x) <= chunk:
         out = model.predict(x, batch_size=batch_size, verbose=0)
         return keras.tree.map_structure(lambda a: np.asarray(a, np.float32), out)

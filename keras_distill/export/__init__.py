@@ -86,8 +86,9 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             ``"int8"``, ``"int16x8"`` (default: all but ``"int16x8"``, which is opt-in).
         representative_data: float inputs ``(N, *input_shape)`` (array, ``tf.data.Dataset`` of
             ``x`` or ``(x, y)``, or an iterable of arrays) to calibrate ``int8``, ``int16x8``
-            and ``micro``; ``calibration_samples`` of them are drawn. Not needed for a
-            quantization-aware model.
+            and ``micro``; ``calibration_samples`` of them are drawn (a lazy array's are read
+            alone; from a dataset, the first ``calibration_samples``, no more is read). Not
+            needed for a quantization-aware model.
         eval_data: ``(x, y)`` (or ``x`` alone) to verify every artifact on: the scores of
             the output's kind (multiclass: accuracy, top-1 agreement and max abs error against
             Keras; see ``keras_distill.verify.scores``), latency. ``y`` holds labels of the
@@ -189,7 +190,8 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
     from keras_distill.export import tflite
 
     input_shape, input_dtype = tflite.input_spec(model)
-    rep = checks.as_array(representative_data, "representative_data", input_shape)
+    rep = checks.as_array(representative_data, "representative_data", input_shape,
+                          limit=calibration_samples)
     if rep is not None:
         from keras_distill.data import representative_samples
 

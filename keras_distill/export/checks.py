@@ -131,8 +131,10 @@ def _names(labels, units, kind, output):
     return labels
 
 
-def as_array(data, arg, input_shape):
-    """Representative data as one array ``(N, *input_shape)``, or ``None``."""
+def as_array(data, arg, input_shape, limit=None):
+    """Representative data as one array ``(N, *input_shape)``, or ``None``; lazy arrays are
+    returned as they are (read on demand). From a dataset or an iterable, at most ``limit``
+    rows are read (the first ones)."""
     from keras_distill.data.lazy import is_lazy
 
     if is_lazy(data):  # read on demand: checked by shape here, by batch when read
@@ -145,12 +147,15 @@ def as_array(data, arg, input_shape):
     if callable(data) and not hasattr(data, "shape"):
         data = data()
     if not isinstance(data, np.ndarray) and not hasattr(data, "__array__"):
-        parts = []
+        parts, rows = [], 0
         for item in data:  # tf.data.Dataset or an iterable of arrays / (x, y) pairs
             if isinstance(item, (tuple, list)):
                 item = item[0]
             item = np.asarray(item)
             parts.append(item[None] if item.shape == tuple(input_shape) else item)
+            rows += len(parts[-1])
+            if limit is not None and rows >= limit:  # a stream: read only what is needed
+                break
         data = np.concatenate(parts) if parts else np.zeros((0, *input_shape), np.float32)
     try:
         data = np.asarray(data)

@@ -9,6 +9,7 @@ import sys
 import keras
 import numpy as np
 
+from keras_distill.data.stream import chunk_rows
 from keras_distill.store import determinism, topk
 from keras_distill.store.shards import StoreError, TeacherStore, encode_output
 
@@ -116,8 +117,7 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
     store.describe(data=data_fp)  # what fit(..., cache_teacher=<store>) checks its inputs by
     # inputs are read a chunk of at most CHUNK_BYTES at a time (a shard of large images
     # would otherwise be hundreds of MiB at once)
-    row_bytes = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
-    chunk = max(batch_size, min(shard_size, CHUNK_BYTES // row_bytes // batch_size * batch_size))
+    chunk = min(shard_size, chunk_rows(x, CHUNK_BYTES, multiple=batch_size))
     for i in range(store.shard_count(n)):
         if store.has_shard(i):
             continue
