@@ -10,11 +10,16 @@ Usage::
     keras-distill distill --teacher teacher.keras --student student_cnn --data digits
     keras-distill export exported/student_distilled.keras --formats tflite --quantization int8
     keras-distill evaluate exported/            # every artifact in the folder, on test data
+    keras-distill label --teacher teacher.keras --data digits --out store --top-k 5 \
+        --direct_num_workers 2 --direct_running_mode multi_processing   # Apache Beam
 
 Every configuration key has a flag of the same name (``out_dir`` ↔ ``--out-dir``,
 ``teacher.epochs`` ↔ ``--teacher-epochs``; ``--data``, ``--teacher``, ``--student`` set
 ``data.source``, ``teacher.model``, ``student.model``); a flag overrides the ``--config`` file.
 ``--allow-unsafe`` is another spelling of ``--no-safe-mode``. See ``keras_distill.config``.
+
+``label`` takes its own flags (no ``--config``); arguments it does not know are Apache Beam
+pipeline options (``--runner`` picks the runner).
 
 ``run --resume`` continues the run interrupted in ``--out-dir`` (same settings): finished
 models are reused and the interrupted fit goes on from its last completed epoch.
@@ -43,6 +48,7 @@ _SHORT_HELP = {
     "distill": "distill a student from a teacher into a .keras file",
     "export": "export a .keras model to TFLite, ONNX and TFLite Micro, verified",
     "evaluate": "run artifacts in their runtimes on test data",
+    "label": "write a teacher's outputs on a data set into a store, with Apache Beam",
 }
 _DESCRIPTIONS = {
     "run": "Train a teacher, train the student alone (baseline) and distill it, export the "
@@ -57,6 +63,13 @@ _DESCRIPTIONS = {
               "Micro, calibrated on the training split and verified on the test split.",
     "evaluate": "Run an artifact (.tflite, .onnx, *_model_data.cc) or every artifact in a "
                 "folder in its runtime on the test split: accuracy, agreement, size, latency.",
+    "label": "Run a .keras teacher over one split of a data source with an Apache Beam "
+             "pipeline and write its outputs (in full, or top-k) into a teacher-output store, "
+             "shard by shard; an interrupted run resumes where it stopped. Train on the store "
+             "with Distiller.fit(x, y, cache_teacher=STORE). Arguments label does not know "
+             "are Beam pipeline options (--direct_num_workers 2 --direct_running_mode "
+             "multi_processing, --project, --temp_location...). Needs the beam extra: "
+             'pip install -e ".[beam]".',
 }
 _METAVARS = {"data.source": "SOURCE", "teacher.model": "MODEL", "student.model": "MODEL",
              "int": "N", "float": "X", "list": "A,B", "int_list": "H,W", "float_list": "W,W"}
@@ -98,6 +111,74 @@ def _add_key_flags(parser, command):
                                  default=argparse.SUPPRESS, help=_ALLOW_UNSAFE_HELP)
 
 
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1; got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0; got {text!r}")
+    return value
+
+
+def _image_size(text):
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected HEIGHT,WIDTH; got {text!r}")
+    return [_positive_int(p) for p in parts]
+
+
+def _add_label_flags(p):
+    """``label``'s own flags (it reads no configuration file)."""
+    p.add_argument("--teacher", required=True, metavar="TEACHER.keras",
+                   help="the teacher's .keras file")
+    p.add_argument("--data", required=True, metavar="SOURCE",
+                   help="the data: digits, a keras.datasets name, a .npz file or an image "
+                        "folder (every worker reads it at this path)")
+    p.add_argument("--out", required=True, metavar="STORE",
+                   help="the store's folder (new, or an interrupted store to resume)")
+    p.add_argument("--split", default="train", choices=("train", "validation", "test"),
+                   help="the split to label [default: train]")
+    p.add_argument("--top-k", type=_positive_int, metavar="K",
+                   help="keep the K most likely classes of multiclass outputs (and the rest's "
+                        "total) [default: every value, float32]")
+    p.add_argument("--temperature", type=_positive_float, default=1.0, metavar="T",
+                   help="the temperature top-k probabilities are stored at; use the "
+                        "Distiller's [default: 1.0]")
+    p.add_argument("--task", default="auto", choices=registry.TASKS,
+                   help="what the outputs are (top-k applies to multiclass) [default: auto]")
+    p.add_argument("--shard-size", type=_positive_int, default=4096, metavar="N",
+                   help="samples a shard, the unit of work and of resuming [default: 4096]")
+    p.add_argument("--batch-size", type=_positive_int, default=256, metavar="N",
+                   help="samples a teacher call [default: 256]")
+    p.add_argument("--runner", default="DirectRunner",
+                   help="the Beam runner: DirectRunner, DataflowRunner, FlinkRunner, "
+                        "SparkRunner... [default: DirectRunner]")
+    data = p.add_argument_group("data options (as for training, so the inputs are the same)")
+    data.add_argument("--seed", type=int, help="seed of the splits [default: 0]")
+    data.add_argument("--validation-fraction", type=float, metavar="X",
+                      help="validation fraction, where the data has none [default: 0.15]")
+    data.add_argument("--test-fraction", type=float, metavar="X",
+                      help="test fraction, where the data has none [default: 0.2]")
+    data.add_argument("--image-size", type=_image_size, metavar="H,W",
+                      help="size of images read from a folder [default: the first image's]")
+    data.add_argument("--color-mode", choices=registry.COLOR_MODES,
+                      help="channels of images read from a folder [default: rgb]")
+    p.add_argument("--allow-unsafe", action="store_true",
+                   help="load a teacher with Lambda layers (code that runs when the file is "
+                        "loaded): only for files you trust")
+
+
 def build_parser():
     """The argument parser (no TensorFlow import)."""
     parser = argparse.ArgumentParser(
@@ -118,6 +199,12 @@ def build_parser():
         if command == "evaluate":
             p.add_argument("path", metavar="ARTIFACT_OR_FOLDER",
                            help="a .tflite, .onnx or *_model_data.cc file, or a folder of them")
+        if command == "label":
+            _add_label_flags(p)
+            p.add_argument("--debug", action="store_true",
+                           help="show Beam's and its workers' logs, and the full traceback of "
+                                "an error")
+            continue
         p.add_argument("--config", metavar="FILE.toml",
                        help="TOML configuration file (flags override it)")
         if command == "run":
@@ -249,7 +336,33 @@ def _evaluate(args, cfg):
                    what="could not be run")
 
 
-_COMMANDS = {"run": _run, "distill": _distill, "export": _export, "evaluate": _evaluate}
+_DATA_OPTIONS = ("seed", "validation_fraction", "test_fraction", "image_size", "color_mode")
+
+
+def _label(args, cfg=None):
+    from keras_distill.store import beam
+
+    data_options = {k: getattr(args, k) for k in _DATA_OPTIONS if getattr(args, k) is not None}
+    try:
+        with _silenced_native_stderr(not args.debug):  # the workers' TensorFlow start-up
+            result = beam.label(
+                args.teacher, args.data, args.out, split=args.split, top_k=args.top_k,
+                temperature=args.temperature, task=args.task, shard_size=args.shard_size,
+                batch_size=args.batch_size, runner=args.runner, pipeline_args=args.beam_args,
+                data_options=data_options, allow_unsafe=args.allow_unsafe,
+                quiet=not args.debug)
+    except beam.UnknownOptions as exc:
+        return _error(exc, 2)
+    except ImportError as exc:
+        if args.debug:
+            raise
+        return _error(exc, 1)
+    print(result.summary())
+    return 0
+
+
+_COMMANDS = {"run": _run, "distill": _distill, "export": _export, "evaluate": _evaluate,
+             "label": _label}
 
 
 def main(argv=None):
@@ -269,7 +382,9 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra and args.command != "label":  # label passes them to Apache Beam
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exit_:  # --help, --version (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else 2
     if args.command is None:
@@ -277,6 +392,10 @@ def main(argv=None):
         commands = ", ".join(registry.COMMANDS[:-1]) + " or " + registry.COMMANDS[-1]
         return _error(f"choose a command: {commands} (see --help).", 2)
     args.argv = argv
+    if args.command == "label":
+        args.beam_args = extra
+        _start_tensorflow()
+        return _guarded(args, None)
 
     overrides = {k: v for k, v in vars(args).items() if k in config.SCHEMA}
     try:
@@ -294,6 +413,11 @@ def main(argv=None):
         return 0
 
     _start_tensorflow()
+    return _guarded(args, cfg)
+
+
+def _guarded(args, cfg):
+    """Run the command; Ctrl-C and user mistakes are one line of stderr."""
     try:
         return _COMMANDS[args.command](args, cfg)
     except KeyboardInterrupt:
@@ -301,6 +425,9 @@ def main(argv=None):
             return _error(f"interrupted. The finished models and the last completed epoch are "
                           f"kept in {os.path.abspath(cfg['out_dir'])}/.backup: add --resume to "
                           "the same command to continue.", 130)
+        if args.command == "label":
+            return _error(f"interrupted. The finished shards are kept in {args.out}: run the "
+                          "same command again to resume.", 130)
         return _error("interrupted.", 130)
     except (ValueError, OSError, FloatingPointError, FolderLocked) as exc:
         # User mistakes (bad data or model files, unwritable folders, a folder in use by

@@ -66,5 +66,9 @@ TRANSFER_METHODS = ("select", "first", "none")
 ENSEMBLE_AVERAGES = ("probabilities", "logits")
 #: Which student ``keras-distill run`` exports.
 EXPORT_STUDENT = ("auto", "distilled", "baseline")
-#: The jobs of the command line (``keras_distill.pipeline``).
-COMMANDS = ("run", "distill", "export", "evaluate")
+#: The commands of the command line: the jobs of ``keras_distill.pipeline``, and ``label``
+#: (a teacher's outputs into a store with Apache Beam, ``keras_distill.store.beam``).
+COMMANDS = ("run", "distill", "export", "evaluate", "label")
+#: The commands that read the configuration (``--config`` and its keys' flags); ``label``
+#: takes its own flags.
+CONFIGURED_COMMANDS = ("run", "distill", "export", "evaluate")
