@@ -223,3 +223,31 @@ def test_cache_outputs_for_lazy_inputs_and_datasets(tmp_path, data):
     history = d.fit(teachers.cache_outputs(teacher, ds, cache_dir=tmp_path, top_k=3, seed=1),
                     epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_two_writers_of_one_shard_never_mix(tmp_path):
+    """A retried Beam bundle writes a shard a second time while the first is in flight: each
+    writer has its own .partial folder, the first complete shard stays, a rewrite that must
+    replace (changed inputs) does."""
+    written = store.TeacherStore.create(tmp_path / "s", key="k", shard_size=4)
+    other = tmp_path / "s" / "shard-00000.partial-999-other"  # another writer, in flight
+    os.makedirs(other)
+    first = [{"logits": np.ones((4, 3), np.float32)}]
+    written.write_shard(0, first)
+    assert other.exists()  # untouched
+    written.write_shard(0, [{"logits": np.zeros((4, 3), np.float32)}])
+    np.testing.assert_array_equal(np.load(tmp_path / "s" / "shard-00000" / "0.logits.npy"),
+                                  first[0]["logits"])
+    written.write_shard(0, [{"logits": np.zeros((4, 3), np.float32)}], replace=True)
+    assert np.load(tmp_path / "s" / "shard-00000" / "0.logits.npy").max() == 0
+    assert not [p for p in os.listdir(tmp_path / "s") if ".partial-" in p and "other" not in p]
+    store.TeacherStore.create(tmp_path / "s", key="k", shard_size=4)  # a resumed write
+    assert not other.exists()  # leftovers of an interrupted write are removed on resume
+
+
+def test_the_same_weights_have_the_same_key_in_memory_and_from_a_file(tmp_path):
+    teacher = _teacher()
+    teacher.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    assert store.teacher_fingerprint(teacher) == store.teacher_fingerprint(loaded)
+    assert store.teacher_fingerprint(teacher) != store.teacher_fingerprint(_teacher(seed=3))

@@ -67,7 +67,7 @@ class Key:
     default: object
     check: object
     help: str
-    commands: tuple = registry.COMMANDS
+    commands: tuple = registry.CONFIGURED_COMMANDS
     is_path: bool = False
     group: str | None = None
 

@@ -9,8 +9,8 @@ Layout::
         inputs.sha256            (datasets) a hash of the shard's inputs
     <store>/shard-00001/ ...
 
-A shard is written into ``shard-NNNNN.partial/`` and renamed when complete: a half-written
-shard (a crash, a killed worker) is never read, and is written again on resume. Fields are
+A shard is written into ``shard-NNNNN.partial-<writer>/`` and renamed when complete: a
+half-written shard (a crash, a killed worker) is never read, and is written again on resume. Fields are
 ``.npy`` files read as memory maps, so a store larger than memory is read row by row.
 """
 
@@ -71,6 +71,7 @@ class TeacherStore:
             if store.meta.get("top_k") != top_k:
                 raise StoreError(f"{path} was written with top_k={store.meta.get('top_k')}, "
                                  f"not {top_k}; choose another folder or delete it.")
+            store._remove_partial()
             return store
         if os.path.exists(path) and os.listdir(path):
             raise StoreError(f"{path} exists and is not a teacher-output store; choose an "
@@ -104,6 +105,12 @@ class TeacherStore:
             raise StoreError(f"{path}/{MANIFEST} is not a version-{VERSION} keras-distill "
                              "teacher-output store.")
         return cls(path, meta)
+
+    def _remove_partial(self):
+        """Remove the half-written shards an interrupted write left (never read)."""
+        for name in os.listdir(self.path):
+            if name.startswith("shard-") and ".partial" in name:
+                shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
 
     def _save(self):
         tmp = os.path.join(self.path, MANIFEST + ".partial")
@@ -148,12 +155,16 @@ class TeacherStore:
         except FileNotFoundError:
             return None
 
-    def write_shard(self, i, fields, inputs_hash=None):
+    def write_shard(self, i, fields, inputs_hash=None, replace=False):
         """Write shard ``i`` whole: ``fields`` is a list (one per output) of dicts of arrays
-        (:func:`encode_output`). Written to ``.partial`` and renamed."""
+        (:func:`encode_output`). Written to a ``.partial`` folder of this writer's own (two
+        writers of one shard, such as a retried Beam bundle, never mix their files) and
+        renamed. A shard already there is kept (another writer finished it first: the same
+        outputs), unless ``replace`` (its inputs changed)."""
+        import uuid
+
         final = os.path.join(self.path, _shard_name(i))
-        tmp = final + ".partial"
-        shutil.rmtree(tmp, ignore_errors=True)
+        tmp = f"{final}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.makedirs(tmp)
         for index, output in enumerate(fields):
             for field, array in output.items():
@@ -161,10 +172,16 @@ class TeacherStore:
         if inputs_hash is not None:
             with open(os.path.join(tmp, "inputs.sha256"), "w") as f:
                 f.write(inputs_hash)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
         for key in [k for k in self._maps if k[0] == i]:
             del self._maps[key]
+        if replace:
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:  # a complete shard is there (another writer's): keep it
+            if not os.path.isdir(final):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def _field(self, shard, index, field):
         key = (shard, index, field)

@@ -19,17 +19,18 @@ CHUNK_BYTES = 64 * 2**20
 
 
 def teacher_fingerprint(teacher):
-    """A hash of the teacher's weights (or of its file, for a ``FileTeacher``)."""
+    """A hash of the teacher's weights, in order with their shapes and dtypes (not their
+    names: a model built in memory and the same model loaded from its file name their
+    variables differently), or of its file, for a ``FileTeacher``."""
     from keras_distill.teachers import FileTeacher
 
     h = hashlib.sha256()
     if isinstance(teacher, FileTeacher):
         h.update(teacher.fingerprint().encode())
     else:
-        h.update(type(teacher).__name__.encode())
         for v in teacher.weights:
             arr = np.ascontiguousarray(keras.ops.convert_to_numpy(v))
-            h.update(str((v.path, arr.shape, arr.dtype)).encode())
+            h.update(str((arr.shape, arr.dtype)).encode())
             h.update(arr.tobytes())
     return h.hexdigest()[:32]
 
@@ -161,7 +162,7 @@ def write_dataset(teacher, dataset, path, *, top_k=None, temperature=1.0, kinds=
             xs = np.concatenate([p for p in pending])
             outputs = teacher.predict(xs, batch_size=max(len(p) for p in pending), verbose=0)
             store.set_outputs(*describe_outputs(outputs, kinds, top_k))
-            store.write_shard(shard, _fields(store, outputs), inputs_hash=digest)
+            store.write_shard(shard, _fields(store, outputs), inputs_hash=digest, replace=True)
         pending, hasher, shard, filled = [], hashlib.sha256(), shard + 1, 0
 
     for element in dataset.as_numpy_iterator():
