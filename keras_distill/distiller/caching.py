@@ -57,6 +57,19 @@ class Cached:
         os.makedirs(cache_dir, exist_ok=True)
         return os.path.join(os.fspath(cache_dir), f"teacher-{key}")
 
+    def fit_data(self, distiller, x, y, kwargs, cache, cache_dir, top_k, batch_size):
+        """``(x, y, kwargs)`` that ``keras.Model.fit`` trains on: with cached outputs when
+        ``cache`` is set (``distiller.cache_info`` says where from), lazy arrays streamed."""
+        if cache is not False and cache is not None:
+            x, y = self.prepare(distiller, x, y, cache, cache_dir, top_k, batch_size)
+            distiller.cache_info = self.info
+        elif distiller.teacher is None and not _is_dataset(x) and not \
+                teachers_lib.is_carrier(y):
+            raise ValueError(
+                "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
+                "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
+        return streamed(x, y, kwargs, training=True)
+
     def prepare(self, distiller, x, y, cache, cache_dir, top_k, batch_size):
         """``(x, y)`` carrying the teacher's outputs (``cache``: True, or a store written
         before: its path or a ``TeacherStore``)."""

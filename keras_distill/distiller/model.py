@@ -491,21 +491,17 @@ class Distiller(keras.Model):
         """``keras.Model.fit``, plus teacher outputs computed once, and lazy arrays streamed.
 
         Args:
-            x, y, *args, **kwargs: as for ``keras.Model.fit``. ``x`` (and ``y``,
-                ``validation_data``) may also be lazy arrays (``keras_distill.data.lazy``, as
-                ``keras_distill.data.load`` gives for files): they are streamed in batches of
+            x, y, *args, **kwargs: as for ``keras.Model.fit``; lazy arrays
+                (``keras_distill.data.load`` gives them for files) are streamed in batches of
                 ``batch_size``, shuffled each epoch unless ``shuffle=False``.
-            cache_teacher: True: run the teacher once per sample before training and reuse its
-                outputs every epoch, instead of running it every step. For NumPy or lazy
-                arrays, or a deterministic ``tf.data`` dataset (no reshuffling, no random
-                augmentation: ``keras_distill.store.determinism``). Only valid when the inputs
-                do not change between epochs (no ``augment`` or ``mixup``). Or the path of a
-                store written before (``keras-distill label``, ``keras_distill.store.write``)
-                for these inputs. ``self.cache_info`` then says where the outputs came from.
-            cache_dir: with ``cache_teacher=True``, a folder where the outputs are stored,
-                keyed to the teacher's weights and the data (a stale cache is never reused).
-            cache_top_k: keep only the ``k`` most likely classes of multiclass outputs (and
-                the rest's total), at the Distiller's temperature (``keras_distill.store.topk``).
+            cache_teacher: True: run the teacher once per sample (NumPy or lazy arrays, or a
+                deterministic ``tf.data`` dataset: ``keras_distill.store.determinism``) and
+                reuse its outputs every epoch; not with ``augment`` or ``mixup``. Or the path of
+                a store written before for these inputs (``keras-distill label``).
+                ``self.cache_info`` says where the outputs came from.
+            cache_dir: where they are stored, keyed to the teacher's weights and the data.
+            cache_top_k: keep the ``k`` most likely classes of multiclass outputs and the
+                rest's total, at the Distiller's temperature (``keras_distill.store.topk``).
             teacher_batch_size: batch size of the teacher's one pass.
 
         A loss term or gradient that becomes NaN or infinite stops training with a
@@ -516,22 +512,11 @@ class Distiller(keras.Model):
         if isinstance(x, tf.data.Dataset) and int(x.cardinality()) == 0:
             raise ValueError("fit: the dataset is empty (0 batches); pass some data.")
         self._resolve_from_data(x, y, "fit")
-        self._check_arrays(x, y, "fit")
-        validation = kwargs.get("validation_data")
-        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
-            self._check_arrays(validation[0], validation[1], "validation_data")
+        self._check_arrays(x, y, "fit", kwargs.get("validation_data"))
         cached = caching.Cached()
         try:
-            if cache_teacher is not False and cache_teacher is not None:
-                x, y = cached.prepare(self, x, y, cache_teacher, cache_dir, cache_top_k,
-                                      teacher_batch_size)
-                self.cache_info = cached.info
-            elif self.teacher is None and not isinstance(x, tf.data.Dataset) and not \
-                    teachers_lib.is_carrier(y):
-                raise ValueError(
-                    "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with "
-                    "a FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
-            x, y, kwargs = caching.streamed(x, y, kwargs, training=True)
+            x, y, kwargs = cached.fit_data(self, x, y, kwargs, cache_teacher, cache_dir,
+                                           cache_top_k, teacher_batch_size)
             callbacks = [guard.StopOnNonFinite(self._guard),
                          *(kwargs.pop("callbacks", None) or [])]
             return self._fit(x, y, args, callbacks, kwargs)
@@ -565,8 +550,10 @@ class Distiller(keras.Model):
         self._resolve_from_data(x, y, "test_on_batch")
         return super().test_on_batch(x, y, *args, **kwargs)
 
-    def _check_arrays(self, x, y, where):
+    def _check_arrays(self, x, y, where, validation=None):
         check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)
+        if isinstance(validation, (tuple, list)) and len(validation) >= 2:
+            self._check_arrays(validation[0], validation[1], "validation_data")
 
     # ---------------------------------------------------------------------------------------
     # serialization

@@ -7,8 +7,8 @@ A store holds its outputs once, keyed to the teacher's weights and the data, so 
 - :func:`write` runs the teacher over arrays (NumPy, memory-mapped or lazy,
   ``keras_distill.data.lazy``); :func:`write_dataset` over a deterministic ``tf.data``
   dataset (:mod:`~keras_distill.store.determinism` says what that means and refuses the rest);
-  ``keras-distill label`` over a data source with an Apache Beam pipeline
-  (:mod:`keras_distill.store.beam`). All three write the same format
+  ``keras-distill label`` (:func:`label`) over a data source with an Apache Beam pipeline
+  (:mod:`keras_distill.store.beam`; Beam is imported only when it runs). All three write the same format
   (:mod:`~keras_distill.store.shards`): shards written whole or not at all, so an interrupted
   write resumes where it stopped.
 - ``top_k`` keeps the k most likely classes of multiclass outputs in float16 and the rest's
@@ -22,6 +22,7 @@ Example:
     >>> distiller.fit(x_train, y_train, cache_teacher="teacher-store")  # doctest: +SKIP
 """
 
+from keras_distill.store.beam import LabelError, label
 from keras_distill.store.determinism import NonDeterministicDataset, check
 from keras_distill.store.shards import StoredOutputs, StoreError, TeacherStore
 from keras_distill.store.training import check_pairing, open_store, pair_dataset
@@ -34,7 +35,7 @@ from keras_distill.store.writer import (
 )
 
 __all__ = [
-    "NonDeterministicDataset", "StoreError", "StoredOutputs", "TeacherStore", "check",
-    "check_pairing", "data_fingerprint", "open_store", "pair_dataset", "store_key",
+    "LabelError", "NonDeterministicDataset", "StoreError", "StoredOutputs", "TeacherStore", "check",
+    "check_pairing", "data_fingerprint", "label", "open_store", "pair_dataset", "store_key",
     "teacher_fingerprint", "write", "write_dataset",
 ]
