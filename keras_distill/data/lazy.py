@@ -91,8 +91,9 @@ class LazyArray:
     def __array__(self, dtype=None, copy=None):
         raise Materialized(
             f"{type(self).__name__} of shape {self.shape} is read on demand: read rows "
-            f"(x[start:stop], x[indices]) or batches (keras_distill.data.stream.dataset), not "
-            f"the whole array ({self.nbytes / 2**30:.2f} GiB).")
+            f"(x[start:stop], x[indices]) or batches (keras_distill.data.stream.dataset; "
+            f"predictions: keras_distill.data.stream.predict(model, x)), not the whole array "
+            f"({self.nbytes / 2**30:.2f} GiB). Distiller.fit and evaluate take it as it is.")
 
     def __iter__(self):
         raise Materialized(f"iterate a {type(self).__name__} in batches "
