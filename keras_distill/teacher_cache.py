@@ -66,7 +66,9 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
     leaves = structure = None
     # Large chunks, each one predict() call in batches: a predict() call has a fixed cost, and
     # a chunk bounds the memory a memory-mapped x needs at once.
-    chunk = max(batch_size, 16384)
+    from keras_distill.data.stream import CHUNK_BYTES, chunk_rows
+
+    chunk = max(batch_size, min(16384, chunk_rows(x, CHUNK_BYTES, multiple=batch_size)))
     for start in range(0, len(x), chunk):
         part = teacher.predict(x[start:start + chunk], batch_size=batch_size, verbose=0)
         parts = [np.asarray(p, np.float32) for p in keras.tree.flatten(part)]
@@ -200,7 +202,7 @@ def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
     or a deterministic ``tf.data`` dataset of ``(x, y)`` batches (``y`` then None; its batches
     are kept, and ``shuffle`` shuffles their order). With ``top_k`` (or lazy inputs, or a
     dataset) the outputs go to a store (``keras_distill.store``) in ``cache_dir`` (default a
-    temporary folder, kept while the dataset lives).
+    temporary folder, removed when the process exits).
 
     Example:
         >>> ds = cache_outputs(teacher, x_train, y_train, batch_size=64)  # doctest: +SKIP
@@ -222,17 +224,18 @@ def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     from keras_distill import store as store_lib
 
-    folder = os.path.join(cache_dir, "teacher-store") if cache_dir is not None else \
-        _temporary_folder()
+    folder = cache_dir if cache_dir is not None else _temporary_folder()
+    data = f"tf.data {x.element_spec}" if dataset else store_lib.data_fingerprint(x)
+    key = store_lib.store_key(store_lib.teacher_fingerprint(teacher), data, top_k, temperature)
+    path = os.path.join(folder, f"teacher-{key}")  # one store per teacher, data and top_k
     if dataset:
-        written = store_lib.write_dataset(teacher, x, os.path.join(folder, "dataset"),
-                                          top_k=top_k, temperature=temperature)
+        written = store_lib.write_dataset(teacher, x, path, top_k=top_k,
+                                          temperature=temperature, key=key)
         ds = store_lib.pair_dataset(x, written)
         batches = len(store_lib.writer.batch_sizes(written))
         return ds.shuffle(batches, seed=seed) if shuffle else ds
-    written = store_lib.write(teacher, x, os.path.join(folder, store_lib.data_fingerprint(x)),
-                              top_k=top_k, temperature=temperature,
-                              batch_size=teacher_batch_size)
+    written = store_lib.write(teacher, x, path, top_k=top_k, temperature=temperature,
+                              batch_size=teacher_batch_size, key=key)
     return stream.dataset((x, targets_with_outputs(written.outputs(), y)),
                           batch_size=batch_size, shuffle=shuffle, seed=seed or 0)
 

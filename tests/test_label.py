@@ -94,8 +94,9 @@ def test_two_beam_workers_write_the_single_process_store(teacher_file, data, ref
     d_fp = data_fingerprint(data.x_train)
     assert store.meta["key"] == reference.meta["key"] == store_key(
         teacher_fingerprint(load_model(teacher_file)), d_fp, top_k, 2.0)
-    assert store.meta["description"] == {"data": d_fp, "teacher": teacher_file,
-                                         "source": "digits", "split": "train"}
+    assert store.meta["description"] == {
+        "data": d_fp, "teacher": teacher_file, "source": "digits", "split": "train",
+        "teacher_fingerprint": teacher_fingerprint(load_model(teacher_file))}
     assert (result.samples, result.shards, result.written) == (SAMPLES, 4, [0, 1, 2, 3])
     assert store.meta["samples"] == SAMPLES and store.meta["complete"]
     assert store.meta["outputs"] == reference.meta["outputs"] == [

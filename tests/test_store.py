@@ -251,3 +251,152 @@ def test_the_same_weights_have_the_same_key_in_memory_and_from_a_file(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "t.keras")
     assert store.teacher_fingerprint(teacher) == store.teacher_fingerprint(loaded)
     assert store.teacher_fingerprint(teacher) != store.teacher_fingerprint(_teacher(seed=3))
+
+
+def test_a_dataset_store_is_refused_for_another_dataset_and_a_rewrite_is_incomplete(tmp_path,
+                                                                                     data):
+    x, y = data
+    teacher = _teacher()
+    a = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)
+    b = tf.data.Dataset.from_tensor_slices((x[::-1].copy(), y)).batch(50)
+    written = store.write_dataset(teacher, a, tmp_path / "s", shard_size=100)
+    d = Distiller(None, _student())
+    d.compile(optimizer="adam")
+    with pytest.raises(store.StoreError, match=r"other inputs \(shards \[0, 1, 2\]"):
+        d.fit(b, epochs=1, cache_teacher=str(tmp_path / "s"), verbose=0)
+    with pytest.raises(store.StoreError, match="in other batches"):
+        d.fit(a.unbatch().batch(60), epochs=1, cache_teacher=str(tmp_path / "s"), verbose=0)
+    d.fit(a, epochs=1, cache_teacher=str(tmp_path / "s"), verbose=0)  # its own dataset
+
+    class Interrupted(Exception):
+        pass
+
+    class Stops:  # a teacher killed after one shard of dataset b
+        calls = 0
+
+        def predict(self, rows, **kwargs):
+            Stops.calls += 1
+            if Stops.calls > 2:
+                raise Interrupted
+            return teacher.predict(rows, **kwargs)
+
+        weights = teacher.weights
+
+        def get_config(self):
+            return teacher.get_config()
+
+    with pytest.raises(Interrupted):
+        store.write_dataset(Stops(), b, tmp_path / "s", shard_size=100, key=written.meta["key"])
+    with pytest.raises(store.StoreError, match="not complete"):
+        store.open_store(tmp_path / "s")
+
+
+def test_the_key_tells_teachers_with_the_same_weights_apart(tmp_path):
+    def mlp(activation):
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation=activation),
+                                 keras.layers.Dense(4)])
+
+    relu, tanh = mlp("relu"), mlp("tanh")
+    assert [w.numpy().tolist() for w in relu.weights] == [w.numpy().tolist() for w in tanh.weights]
+    assert store.teacher_fingerprint(relu) != store.teacher_fingerprint(tanh)
+    one = teachers.Ensemble([relu, mlp("relu")], weights=[9, 1])
+    other = teachers.Ensemble([relu, mlp("relu")], weights=[1, 9], average="logits")
+    assert store.teacher_fingerprint(one) != store.teacher_fingerprint(other)
+    frozen = mlp("relu")
+    frozen.trainable = False  # what the Distiller does to its teacher
+    assert store.teacher_fingerprint(frozen) == store.teacher_fingerprint(relu)
+
+
+def test_a_store_of_another_teacher_is_refused_and_a_top_k_one_warns_at_another_temperature(
+        tmp_path, data):
+    x, y = data
+    store.write(_teacher(), x, tmp_path / "s", top_k=3, temperature=1.0)
+    other = Distiller(_teacher(seed=7), _student(), temperature=4.0)
+    other.compile(optimizer="adam")
+    with pytest.raises(store.StoreError, match="outputs of another teacher"):
+        other.fit(x, y, cache_teacher=str(tmp_path / "s"), epochs=1, verbose=0)
+    same = Distiller(_teacher(), _student(), temperature=4.0)
+    same.compile(optimizer="adam")
+    with pytest.warns(UserWarning, match="stored at temperature 1; at this Distiller's 4"):
+        same.fit(x, y, cache_teacher=str(tmp_path / "s"), epochs=1, verbose=0)
+    with pytest.raises(store.StoreError, match="written with top_k=3 at temperature 1.0"):
+        store.write(_teacher(), x, tmp_path / "s", top_k=2, temperature=1.0)
+
+
+def test_resume_keeps_the_store_shard_size_and_streams_read_a_bounded_chunk(tmp_path, data):
+    x, _ = data
+    teacher = _teacher()
+    store.write(teacher, x, tmp_path / "s", shard_size=40)
+    shutil.rmtree(tmp_path / "s" / "shard-00003")
+    meta = store.TeacherStore.open(tmp_path / "s")
+    meta.meta["complete"] = False
+    meta._save()
+    again = store.write(teacher, x, tmp_path / "s", shard_size=100)  # resumed: 40 kept
+    assert again.meta["shard_size"] == 40 and again.written == 1
+    np.testing.assert_allclose(again.outputs()[:], teacher.predict(x, verbose=0), atol=1e-6)
+
+    class Counted(InMemory):
+        largest = 0
+
+        def _read(self, indices):
+            Counted.largest = max(Counted.largest, len(indices))
+            return super()._read(indices)
+
+    big = Counted(np.zeros((300, 64, 64, 3), np.float32))  # 48 KiB a row
+    from keras_distill.data import stream
+
+    cnn = keras.Sequential([keras.Input((64, 64, 3)), keras.layers.GlobalAveragePooling2D(),
+                            keras.layers.Dense(2)])
+    old, stream.CHUNK_BYTES = stream.CHUNK_BYTES, 2**20  # 1 MiB: 21 rows
+    try:
+        assert stream.predict(cnn, big).shape == (300, 2)
+    finally:
+        stream.CHUNK_BYTES = old
+    assert Counted.largest <= 21
+
+
+def test_reading_many_shards_keeps_a_bounded_number_of_files_open(tmp_path, data):
+    x, _ = data
+    written = store.write(_teacher(), x, tmp_path / "s", shard_size=2, top_k=2)  # 150 shards
+    reader = store.TeacherStore.open(tmp_path / "s")
+    assert np.isfinite(reader.outputs()[:]).all()
+    assert len(reader._maps) <= store.shards.OPEN_MAPS < 3 * written.shard_count()
+
+
+def test_two_processes_create_the_same_store_at_once(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\nfrom keras_distill.store.shards import TeacherStore\n"
+        "for i in range(40):\n"
+        "    TeacherStore.create(f'{sys.argv[1]}/{i}', key='k').describe(data='fp')\n")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert all(store.TeacherStore.open(tmp_path / str(i)).meta["key"] == "k" for i in range(40))
+
+
+def test_datasets_that_cannot_be_cached_are_refused(data):
+    x, y = data
+    d = Distiller(_teacher(), _student())
+    d.compile(optimizer="adam")
+    endless = tf.data.Dataset.from_tensor_slices((x, y)).batch(50).repeat()
+    with pytest.raises(ValueError, match="repeats forever"):
+        d.fit(endless, steps_per_epoch=3, epochs=1, cache_teacher=True, verbose=0)
+    loose = tf.data.Dataset.from_tensor_slices((x, y)).map(
+        lambda a, b: (a * 2, b), num_parallel_calls=2, deterministic=False).batch(50)
+    with pytest.raises(NonDeterministicDataset, match="deterministic=False"):
+        d.fit(loose, epochs=1, cache_teacher=True, verbose=0)
+
+
+def test_a_nan_in_a_streamed_batch_is_one_clear_error(data):
+    x, y = data
+    bad = x.copy()
+    bad[7, 2] = np.nan
+    d = Distiller(_teacher(), _student())
+    d.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"^the data has NaN or infinite values in rows \[7\]"):
+        d.fit(InMemory(bad), y, epochs=1, batch_size=50, shuffle=False, verbose=0)

@@ -103,14 +103,15 @@ def _as_tuples(structure):
     return 0
 
 
-def chunk_rows(x, max_bytes=CHUNK_BYTES, multiple=1):
-    """Rows of ``x`` that take at most ``max_bytes`` (at least ``multiple``), a multiple of
-    ``multiple``.
+def chunk_rows(x, max_bytes=None, multiple=1):
+    """Rows of ``x`` that take at most ``max_bytes`` (default :data:`CHUNK_BYTES`; at least
+    ``multiple``), a multiple of ``multiple``.
 
     Example:
         >>> chunk_rows(np.zeros((10, 1000), np.float32), max_bytes=16000)
         4
     """
+    max_bytes = CHUNK_BYTES if max_bytes is None else max_bytes
     row = max(1, int(np.prod(x.shape[1:], dtype=np.int64)) * np.dtype(x.dtype).itemsize)
     return max(multiple, max_bytes // row // multiple * multiple)
 
@@ -142,10 +143,31 @@ def predict(model, x, *, batch_size=512):
     """
     import keras
 
-    chunk = chunk_rows(x, multiple=batch_size)
+    chunk = chunk_rows(x)  # rows of at most CHUNK_BYTES (fewer than a batch for large ones)
+    batch_size = min(batch_size, chunk)
     if not is_lazy(x) and len(x) <= chunk:
         out = model.predict(x, batch_size=batch_size, verbose=0)
         return keras.tree.map_structure(lambda a: np.asarray(a, np.float32), out)
     parts = [model.predict(rows, batch_size=batch_size, verbose=0)
              for rows in batches(x, chunk)]
     return keras.tree.map_structure(lambda *a: np.concatenate(a).astype(np.float32), *parts)
+
+
+def clear_error(err):
+    """The one-line error a streamed batch raised inside ``tf.data`` (``ValueError`` /
+    ``DataError`` from reading or checking it), out of TensorFlow's many-line
+    ``InvalidArgumentError``; or None when the error is not one of those.
+
+    Example:
+        >>> clear_error(Exception("Graph execution error: ... ValueError: the data has NaN"))
+        ValueError('the data has NaN')
+    """
+    import re
+
+    match = re.search(r"\b(ValueError|DataError|Materialized): (.+)", str(err))
+    if match is None:
+        return None
+    from keras_distill.data.errors import DataError
+
+    kind = {"ValueError": ValueError, "DataError": DataError, "Materialized": Materialized}
+    return kind[match.group(1)](match.group(2).strip())

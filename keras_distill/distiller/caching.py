@@ -26,15 +26,16 @@ def _any_lazy(*structures):
                for leaf in keras.tree.flatten(s))
 
 
-def _complete(folder):
-    """Whether a complete store is at ``folder`` (it will be reused)."""
-    import json
+def _warn_temperature(store, temperature):
+    """A top-k store is exact at its temperature only: say so when it is used at another."""
+    import warnings
 
-    try:
-        with open(os.path.join(folder, "store.json")) as f:
-            return bool(json.load(f).get("complete"))
-    except (OSError, ValueError):
-        return False
+    if store.meta.get("top_k") and abs(store.meta["temperature"] - temperature) > 1e-6:
+        warnings.warn(
+            f"{store.path} holds top-{store.meta['top_k']} outputs stored at temperature "
+            f"{store.meta['temperature']:g}; at this Distiller's {temperature:g} the loss on "
+            "them is an approximation (README: Top-k). Label at this temperature for the "
+            "exact loss.", stacklevel=4)
 
 
 class Cached:
@@ -83,6 +84,8 @@ class Cached:
         teacher = distiller.file_teacher or distiller.teacher
         if cache is not True:
             store = store_lib.open_store(cache)
+            store_lib.check_teacher(store, teacher)
+            _warn_temperature(store, distiller.temperature)
             self.info = {"key": store.meta["key"], "path": store.path, "reused": True}
             return self._paired(store, x, y, check=True)
         if teacher is None:
@@ -100,19 +103,17 @@ class Cached:
         t_fp = store_lib.teacher_fingerprint(teacher)
         if _is_dataset(x):
             key = store_lib.store_key(t_fp, f"tf.data {x.element_spec}", top_k, temperature)
-            folder = self._folder(cache_dir, key)
-            existed = _complete(folder)
-            store = store_lib.write_dataset(teacher, x, folder, top_k=top_k,
-                                            temperature=temperature, kinds=kinds, key=key)
+            store = store_lib.write_dataset(teacher, x, self._folder(cache_dir, key),
+                                            top_k=top_k, temperature=temperature, kinds=kinds,
+                                            key=key)
         else:
-            d_fp = store_lib.data_fingerprint(x)
-            key = store_lib.store_key(t_fp, d_fp, top_k, temperature)
-            folder = self._folder(cache_dir, key)
-            existed = _complete(folder)
-            store = store_lib.write(teacher, x, folder, top_k=top_k, temperature=temperature,
-                                    kinds=kinds, batch_size=batch_size, key=key)
+            key = store_lib.store_key(t_fp, store_lib.data_fingerprint(x), top_k, temperature)
+            store = store_lib.write(teacher, x, self._folder(cache_dir, key), top_k=top_k,
+                                    temperature=temperature, kinds=kinds, batch_size=batch_size,
+                                    key=key)
+        # reused: no shard computed now (every one read back)
         self.info = {"key": key, "path": None if self.tmp else store.path,
-                     "reused": bool(existed)}
+                     "reused": store.written == 0}
         return self._paired(store, x, y, check=False)
 
     @staticmethod
@@ -122,6 +123,8 @@ class Cached:
         if _is_dataset(x):
             if y is not None:
                 raise ValueError("fit: with a dataset, y must be None (the dataset gives it).")
+            if check:
+                store_lib.check_dataset(store, x)
             return store_lib.pair_dataset(x, store), None
         if check:
             store_lib.check_pairing(store, x)
@@ -145,8 +148,8 @@ def streamed(x, y, kwargs, *, training):
     if not _any_lazy(x, y, weights):
         return x, y, kwargs
     if kwargs.get("validation_split"):
-        raise ValueError("validation_split needs in-memory arrays; pass validation_data (lazy "
-                         "arrays stream too).")
+        raise ValueError("validation_split cannot split lazy arrays or teacher outputs read "
+                         "from a store; pass validation_data (it streams too).")
     parts = tuple(p for p in (x, y, kwargs.pop("sample_weight", None)) if p is not None)
     batch_size = kwargs.pop("batch_size", None) or 32
     shuffle = kwargs.pop("shuffle", True) and training

@@ -341,7 +341,9 @@ class Distiller(keras.Model):
             raise ValueError(
                 "This Distiller has no Keras teacher, and the batch carries no teacher "
                 "outputs. Train on keras_distill.teachers.cache_outputs(teacher, x, y), or "
-                "call fit(..., cache_teacher=True) with a FileTeacher.")
+                "call fit(..., cache_teacher=True) with a FileTeacher; validation_data needs "
+                "them too: (x_val, keras_distill.teachers.targets_with_outputs(outputs, "
+                "y_val)).")
         if self._teacher_taps is not None:
             out = self._teacher_taps(x, training=False)
             out = list(out) if isinstance(out, (list, tuple)) else [out]
@@ -529,7 +531,8 @@ class Distiller(keras.Model):
         try:
             return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
-            clear = guard.error_from(err) or checks.label_error(err)
+            clear = guard.error_from(err) or checks.label_error(err) or \
+                caching.stream.clear_error(err)
             if clear is None:
                 raise
             raise clear from None

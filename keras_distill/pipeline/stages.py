@@ -155,8 +155,16 @@ def _fit(ctx, stage, pruning, fit_kwargs):
         ctx.on_stage(stage)
     start = time.perf_counter()
     train, feed = _fit_data(stage.model, data, cfg)
-    history = stage.model.fit(*train, epochs=stage.epochs, verbose=ctx.verbose,
-                              callbacks=stage.callbacks, **feed, **fit_kwargs)
+    try:
+        history = stage.model.fit(*train, epochs=stage.epochs, verbose=ctx.verbose,
+                                  callbacks=stage.callbacks, **feed, **fit_kwargs)
+    except Exception as err:  # a streamed batch's error, out of TensorFlow's long message
+        from keras_distill.data.stream import clear_error
+
+        clear = clear_error(err) if type(err).__name__ == "InvalidArgumentError" else None
+        if clear is None:
+            raise
+        raise clear from None
     stage.seconds, stage.epochs_run = time.perf_counter() - start, len(history.epoch)
 
 

@@ -25,7 +25,13 @@ Example:
 from keras_distill.store.beam import LabelError, label
 from keras_distill.store.determinism import NonDeterministicDataset, check
 from keras_distill.store.shards import StoredOutputs, StoreError, TeacherStore
-from keras_distill.store.training import check_pairing, open_store, pair_dataset
+from keras_distill.store.training import (
+    check_dataset,
+    check_pairing,
+    check_teacher,
+    open_store,
+    pair_dataset,
+)
 from keras_distill.store.writer import (
     data_fingerprint,
     store_key,
@@ -36,6 +42,6 @@ from keras_distill.store.writer import (
 
 __all__ = [
     "LabelError", "NonDeterministicDataset", "StoreError", "StoredOutputs", "TeacherStore", "check",
-    "check_pairing", "data_fingerprint", "label", "open_store", "pair_dataset", "store_key",
+    "check_dataset", "check_pairing", "check_teacher", "data_fingerprint", "label", "open_store", "pair_dataset", "store_key",
     "teacher_fingerprint", "write", "write_dataset",
 ]

@@ -161,8 +161,8 @@ def label(teacher_path, data_source, out, *, split="train", top_k=None, temperat
     if n == 0:
         raise LabelError(f"the {split} split of {data_source!r} is empty; choose another "
                          "--split or data source.")
-    d_fp = data_fingerprint(x)
-    key = store_key(teacher_fingerprint(teacher), d_fp, top_k, temperature)
+    d_fp, t_fp = data_fingerprint(x), teacher_fingerprint(teacher)
+    key = store_key(t_fp, d_fp, top_k, temperature)
     # how each output is stored, decided before the store is made (nothing is left behind
     # when the teacher does not take these inputs)
     first = _first_outputs(teacher, x[:min(n, batch_size)], teacher_path, data_source)
@@ -170,6 +170,7 @@ def label(teacher_path, data_source, out, *, split="train", top_k=None, temperat
     store = TeacherStore.create(out, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature, description={
                                     "data": d_fp, "teacher": str(teacher_path),
+                                    "teacher_fingerprint": t_fp,
                                     "source": str(data_source), "split": split})
     store.set_outputs(*described)
     pending = [i for i in range(store.shard_count(n)) if not store.has_shard(i)]

@@ -84,6 +84,11 @@ def check(dataset, *, compare_first_batch=True):
                     + HINT[0].lower() + HINT[1:].format(what="shuffle"))
         if node.op in RANDOM_OPS:
             raise _random(node.op)
+        if node.attr["deterministic"].s == b"false" or node.attr["sloppy"].b:
+            raise NonDeterministicDataset(
+                f"The dataset has a {node.op} with deterministic=False: its elements may come "
+                "in another order every time. Drop deterministic=False (or set "
+                "options.deterministic = True). " + HINT.format(what="non-deterministic map"))
     for function in graph.library.function:
         for node in function.node_def:
             if node.op in RANDOM_OPS or node.op in SHUFFLES:

@@ -16,6 +16,7 @@ half-written shard (a crash, a killed worker) is never read, and is written agai
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import shutil
@@ -38,6 +39,20 @@ def _shard_name(i):
     return f"shard-{i:05d}"
 
 
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+#: Memory maps a store keeps open at once (each holds a file descriptor).
+OPEN_MAPS = 64
+
+
 class TeacherStore:
     """A folder of teacher outputs: :meth:`create` or :meth:`open` one.
 
@@ -52,7 +67,7 @@ class TeacherStore:
     def __init__(self, path, meta):
         self.path = os.fspath(path)
         self.meta = meta
-        self._maps = {}
+        self._maps = collections.OrderedDict()  # (shard, output, field) -> memory map, LRU
 
     # -- creating and opening -------------------------------------------------------------
 
@@ -62,28 +77,29 @@ class TeacherStore:
         """A new store at ``path``, or the unfinished (or finished) one there with the same
         ``key`` (resumed). A store there with another key is refused."""
         path = os.fspath(path)
-        if os.path.exists(os.path.join(path, MANIFEST)):
-            store = cls.open(path)
-            if store.meta["key"] != key:
-                raise StoreError(
-                    f"{path} holds the outputs of another teacher or other data (key "
-                    f"{store.meta['key']}, not {key}); choose another folder or delete it.")
-            if store.meta.get("top_k") != top_k:
-                raise StoreError(f"{path} was written with top_k={store.meta.get('top_k')}, "
-                                 f"not {top_k}; choose another folder or delete it.")
-            store._remove_partial()
-            return store
-        if os.path.exists(path) and os.listdir(path):
-            raise StoreError(f"{path} exists and is not a teacher-output store; choose an "
-                             "empty or new folder.")
-        os.makedirs(path, exist_ok=True)
-        meta = {"format": FORMAT, "version": VERSION, "key": key, "samples": None,
-                "shard_size": int(shard_size), "top_k": top_k,
-                "temperature": float(temperature), "structure": None, "names": None,
-                "outputs": None, "complete": False, "batches": None,
-                "description": description or {}}
-        store = cls(path, meta)
-        store._save()
+        manifest = os.path.join(path, MANIFEST)
+        if not os.path.exists(manifest):
+            if os.path.exists(path) and any(".partial" not in n for n in os.listdir(path)):
+                raise StoreError(f"{path} exists and is not a teacher-output store; choose an "
+                                 "empty or new folder.")
+            os.makedirs(path, exist_ok=True)
+            meta = {"format": FORMAT, "version": VERSION, "key": key, "samples": None,
+                    "shard_size": int(shard_size), "top_k": top_k,
+                    "temperature": float(temperature), "structure": None, "names": None,
+                    "outputs": None, "complete": False, "batches": None,
+                    "description": description or {}}
+            store = cls(path, meta)
+            if store._save(exclusive=True):  # False: another writer created it first
+                return store
+        store = cls.open(path)
+        if store.meta["key"] != key:
+            written = store.meta
+            raise StoreError(
+                f"{path} holds the outputs of another teacher or other data, or another top_k "
+                f"or temperature (written with top_k={written.get('top_k')} at temperature "
+                f"{written.get('temperature')}; key {written['key']}, not {key}); choose "
+                "another folder or delete it.")
+        store._remove_partial()
         return store
 
     @classmethod
@@ -107,16 +123,36 @@ class TeacherStore:
         return cls(path, meta)
 
     def _remove_partial(self):
-        """Remove the half-written shards an interrupted write left (never read)."""
+        """Remove the half-written shards an interrupted write left (never read): those of a
+        writer of this machine that is gone (its process id is in the name), and unnamed
+        ones. A live writer's are left alone."""
         for name in os.listdir(self.path):
-            if name.startswith("shard-") and ".partial" in name:
+            if not name.startswith("shard-") or ".partial" not in name:
+                continue
+            parts = name.split(".partial")[1].split("-")
+            pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
+            if pid is None or not _alive(pid):
                 shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
 
-    def _save(self):
-        tmp = os.path.join(self.path, MANIFEST + ".partial")
+    def _save(self, exclusive=False):
+        """Write the manifest whole (a temporary name of this writer's own, renamed). With
+        ``exclusive``, only when there is none yet; returns whether it was written."""
+        import uuid
+
+        tmp = os.path.join(self.path, f"{MANIFEST}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         with open(tmp, "w") as f:
             json.dump(self.meta, f, indent=1)
-        os.replace(tmp, os.path.join(self.path, MANIFEST))
+        target = os.path.join(self.path, MANIFEST)
+        if not exclusive:
+            os.replace(tmp, target)
+            return True
+        try:
+            os.link(tmp, target)  # atomic, and fails where another writer made it first
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            os.remove(tmp)
 
     def describe(self, **entries):
         """Add ``entries`` to the manifest's ``description`` (the data's fingerprint, the
@@ -143,6 +179,11 @@ class TeacherStore:
     def shard_count(self, samples=None):
         samples = self.meta["samples"] if samples is None else samples
         return -(-int(samples) // self.meta["shard_size"])
+
+    def shard_names(self):
+        """The names of the complete shards there."""
+        return sorted(n for n in os.listdir(self.path)
+                      if n.startswith("shard-") and ".partial" not in n)
 
     def has_shard(self, i):
         return os.path.isdir(os.path.join(self.path, _shard_name(i)))
@@ -185,7 +226,11 @@ class TeacherStore:
 
     def _field(self, shard, index, field):
         key = (shard, index, field)
-        if key not in self._maps:
+        if key in self._maps:
+            self._maps.move_to_end(key)
+        else:
+            while len(self._maps) >= OPEN_MAPS:
+                self._maps.popitem(last=False)  # its file closes with the map
             path = os.path.join(self.path, _shard_name(shard), f"{index}.{field}.npy")
             try:
                 self._maps[key] = np.load(path, mmap_mode="r")

@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from keras_distill.store.shards import StoreError, TeacherStore
-from keras_distill.store.writer import batch_sizes, data_fingerprint
+from keras_distill.store.writer import (
+    _run_lengths,
+    _shard_hashes,
+    batch_sizes,
+    data_fingerprint,
+    teacher_fingerprint,
+)
 
 
 def open_store(store):
@@ -28,6 +34,35 @@ def check_pairing(store, x):
         raise StoreError(f"{store.path} was written for other inputs (data fingerprint "
                          f"{expected}); label these inputs, or pass the data it was written "
                          "for.")
+
+
+def check_teacher(store, teacher):
+    """Refuse a store another teacher wrote, where the teacher that will use it is known."""
+    expected = store.meta.get("description", {}).get("teacher_fingerprint")
+    if teacher is None or expected is None:
+        return
+    if teacher_fingerprint(teacher) != expected:
+        raise StoreError(
+            f"{store.path} holds the outputs of another teacher (its weights or architecture "
+            "differ from this Distiller's teacher); label the data with this teacher, or "
+            "distill from the teacher that wrote it (Distiller(None, student) to use the store "
+            "alone).")
+
+
+def check_dataset(store, dataset):
+    """Refuse a store written from another dataset: the batch sizes and each shard's inputs
+    (one pass over the data, no teacher) must be the ones it was written from."""
+    if not store.meta["batches"]:
+        raise StoreError(f"{store.path} was written from arrays; fit on those arrays.")
+    hashes, batches = _shard_hashes(dataset, store.meta["shard_size"])
+    if _run_lengths(batches) != store.meta["batches"]:
+        raise StoreError(f"{store.path} was written from a dataset of {store.meta['samples']} "
+                         f"samples in other batches; this one has {sum(batches)} samples: "
+                         "pass the dataset it was written from.")
+    stale = [i for i, h in enumerate(hashes) if store.shard_hash(i) != h]
+    if stale:
+        raise StoreError(f"{store.path} was written from other inputs (shards {stale[:5]} "
+                         "differ); pass the dataset it was written from, or write it again.")
 
 
 def pair_dataset(dataset, store):

@@ -28,11 +28,34 @@ def teacher_fingerprint(teacher):
     if isinstance(teacher, FileTeacher):
         h.update(teacher.fingerprint().encode())
     else:
+        h.update(_architecture(teacher).encode())
         for v in teacher.weights:
             arr = np.ascontiguousarray(keras.ops.convert_to_numpy(v))
             h.update(str((arr.shape, arr.dtype)).encode())
             h.update(arr.tobytes())
     return h.hexdigest()[:32]
+
+
+def _architecture(model):
+    """What the model computes, apart from its weights: its configuration (layers, their
+    activations, an ensemble's weights and average) without names, which differ between a
+    model built in memory and the same one loaded from its file."""
+    import json
+
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items()
+                    if k not in ("name", "build_config", "trainable", "compile_config")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    try:
+        config = {"class": type(model).__name__, "config": strip(model.get_config())}
+    except (NotImplementedError, TypeError, AttributeError):  # a model without get_config
+        config = {"class": type(model).__name__, "layers": [
+            type(layer).__name__ for layer in getattr(model, "layers", [])]}
+    return json.dumps(config, sort_keys=True, default=str)
 
 
 def data_fingerprint(x):
@@ -78,7 +101,7 @@ def describe_outputs(outputs, kinds, top_k):
     if top_k and not any(i["top_k"] for i in infos):
         raise StoreError(f"top_k={top_k} applies to multiclass outputs of more than "
                          f"{top_k + 1} classes; this teacher has none ({infos}). Store every "
-                         "value (top_k=None).")
+                         "value: top_k=None (fit: cache_top_k=None; label: no --top-k).")
     return structure, names, infos
 
 
@@ -115,13 +138,17 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
     key = key or store_key(teacher_fingerprint(teacher), data_fp, top_k, temperature)
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
-    store.describe(data=data_fp)  # what fit(..., cache_teacher=<store>) checks its inputs by
+    # what fit(..., cache_teacher=<store>) checks its inputs and teacher by
+    store.describe(data=data_fp, teacher_fingerprint=teacher_fingerprint(teacher))
+    shard_size = store.meta["shard_size"]  # a resumed store keeps its own
     # inputs are read a chunk of at most CHUNK_BYTES at a time (a shard of large images
     # would otherwise be hundreds of MiB at once)
     chunk = min(shard_size, chunk_rows(x, CHUNK_BYTES, multiple=batch_size))
+    written = 0
     for i in range(store.shard_count(n)):
         if store.has_shard(i):
             continue
+        written += 1
         start, stop = i * shard_size, min(n, (i + 1) * shard_size)
         parts = [teacher.predict(np.asarray(x[s:min(stop, s + chunk)]), batch_size=batch_size,
                                  verbose=0) for s in range(start, stop, chunk)]
@@ -132,57 +159,109 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
         if log is not None:
             log(f"  teacher outputs: shard {i + 1} of {store.shard_count(n)} written.")
     store.finish(n)
+    store.written = written
     return store
 
 
 def write_dataset(teacher, dataset, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
                   shard_size=4096, key=None):
-    """The teacher's outputs on a deterministic ``tf.data`` dataset of batches in a store.
+    """The teacher's outputs on a deterministic, finite ``tf.data`` dataset of batches in a
+    store.
 
     The dataset is checked first (:func:`keras_distill.store.determinism.check`). Each shard
-    keeps a hash of its inputs: a resumed or repeated write reuses a shard only when the
-    dataset gives the same inputs there, and computes it again otherwise.
+    keeps a hash of its inputs: where a store is there already, one pass over the data (no
+    teacher) compares them, and the teacher runs only for the shards whose inputs differ (the
+    store is marked incomplete until they are written again). The teacher runs batch by batch,
+    so only outputs are held, never a shard of inputs.
 
     Returns:
-        The complete store, with the dataset's batch sizes (``meta["batches"]``).
+        The complete store, with the dataset's batch sizes (``meta["batches"]``) and
+        ``written`` (how many shards were computed now; 0: all reused).
     """
+    import tensorflow as tf
+
+    if int(dataset.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+        raise ValueError("the dataset repeats forever (.repeat()): cache the finite dataset "
+                         "and repeat after, or fit without cache_teacher.")
     determinism.check(dataset)
     key = key or store_key(teacher_fingerprint(teacher), "tf.data", top_k, temperature)
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
-    batches, pending, hasher, shard = [], [], hashlib.sha256(), 0
-    filled = 0
-
-    def flush():
-        nonlocal pending, hasher, shard, filled
-        if not pending:
-            return
-        digest = hasher.hexdigest()
-        if store.shard_hash(shard) != digest:
-            xs = np.concatenate([p for p in pending])
-            outputs = teacher.predict(xs, batch_size=max(len(p) for p in pending), verbose=0)
-            store.set_outputs(*describe_outputs(outputs, kinds, top_k))
-            store.write_shard(shard, _fields(store, outputs), inputs_hash=digest, replace=True)
-        pending, hasher, shard, filled = [], hashlib.sha256(), shard + 1, 0
-
-    for element in dataset.as_numpy_iterator():
-        x = element[0] if isinstance(element, tuple) else element
-        x = np.asarray(x)
-        batches.append(len(x))
-        while len(x):
-            take = x[:shard_size - filled]
-            pending.append(take)
-            hasher.update(np.ascontiguousarray(take).tobytes())
-            filled += len(take)
-            x = x[len(take):]
-            if filled == shard_size:
-                flush()
-    flush()
+    store.describe(teacher_fingerprint=teacher_fingerprint(teacher))
+    size = store.meta["shard_size"]
+    todo = None  # None: every shard
+    if store.shard_names():
+        hashes, batches = _shard_hashes(dataset, size)
+        todo = {i for i, h in enumerate(hashes) if store.shard_hash(i) != h}
+        if not todo and store.meta.get("complete") and \
+                store.meta.get("batches") == _run_lengths(batches):
+            store.written = 0
+            return store
+        store.meta["complete"] = False  # shards are about to change
+        store._save()
+    batches, written = _write_shards(teacher, dataset, store, size, todo, kinds, top_k)
     samples = sum(batches)
     if samples == 0:
         raise ValueError("the dataset is empty; pass some data.")
     store.finish(samples, batches=_run_lengths(batches))
+    store.written = written
     return store
+
+
+def _inputs_of(element):
+    x = element[0] if isinstance(element, tuple) else element
+    return np.asarray(x)
+
+
+def _shard_hashes(dataset, size):
+    """``(hashes, batch sizes)``: a hash of the inputs of each shard of ``size`` samples."""
+    hashes, batches, hasher, filled = [], [], hashlib.sha256(), 0
+    for element in dataset.as_numpy_iterator():
+        x = _inputs_of(element)
+        batches.append(len(x))
+        while len(x):
+            take = x[:size - filled]
+            hasher.update(np.ascontiguousarray(take).tobytes())
+            filled += len(take)
+            x = x[len(take):]
+            if filled == size:
+                hashes.append(hasher.hexdigest())
+                hasher, filled = hashlib.sha256(), 0
+    if filled:
+        hashes.append(hasher.hexdigest())
+    return hashes, batches
+
+
+def _write_shards(teacher, dataset, store, size, todo, kinds, top_k):
+    """One pass: the teacher on the batches of the shards in ``todo`` (None: all), each shard
+    written with its inputs' hash. Returns ``(batch sizes, shards written)``."""
+    batches, outputs, hasher, shard, filled, written = [], [], hashlib.sha256(), 0, 0, 0
+
+    def flush():
+        nonlocal outputs, hasher, shard, filled, written
+        if outputs:
+            joined = keras.tree.map_structure(lambda *a: np.concatenate(a), *outputs)
+            store.set_outputs(*describe_outputs(joined, kinds, top_k))
+            store.write_shard(shard, _fields(store, joined), inputs_hash=hasher.hexdigest(),
+                              replace=True)
+            written += 1
+        outputs, hasher, shard, filled = [], hashlib.sha256(), shard + 1, 0
+
+    for element in dataset.as_numpy_iterator():
+        x = _inputs_of(element)
+        batches.append(len(x))
+        while len(x):
+            take = x[:size - filled]
+            if todo is None or shard in todo:
+                hasher.update(np.ascontiguousarray(take).tobytes())
+                outputs.append(teacher.predict(take, batch_size=len(take), verbose=0))
+            filled += len(take)
+            x = x[len(take):]
+            if filled == size:
+                flush()
+    if filled:
+        flush()
+    return batches, written
 
 
 def _run_lengths(sizes):
