@@ -99,6 +99,30 @@ def test_image_folder_splits_by_file_hash_stay_put_when_files_are_added(tmp_path
     assert split_of(data.load(str(tmp_path))) == after
 
 
+def test_image_folder_splits_are_in_hash_order_with_classes_mixed(tmp_path):
+    from keras_distill.data.splits import hash_fractions
+
+    rng = np.random.default_rng(15)
+    _write_folder(tmp_path, {"a": 30, "b": 30}, rng, size=(8, 8))
+
+    def order(s):
+        return [_rel(tmp_path, x.paths) for x in (s.x_train, s.x_val, s.x_test)]
+
+    for seed in (0, 2):
+        s = data.load(str(tmp_path), seed=seed)
+        for keys, y in zip(order(s), (s.y_train, s.y_val, s.y_test)):
+            assert (np.diff(hash_fractions(keys, seed)) > 0).all()  # not by path
+            np.testing.assert_array_equal(y, [k.startswith("b/") for k in keys])
+        assert set(s.y_train[:8].tolist()) == {0, 1}  # the first rows are not one class
+        again = data.load(str(tmp_path), seed=seed)
+        assert order(again) == order(s)  # deterministic
+        assert again.x_train.fingerprint() == s.x_train.fingerprint()
+    before = order(data.load(str(tmp_path)))
+    _write_folder(tmp_path, {"a": 10, "c": 10}, rng, size=(8, 8), start=30)
+    for old, new in zip(before, order(data.load(str(tmp_path)))):
+        assert [k for k in new if k in old] == old  # added files slot in between
+
+
 def test_hash_split_fractions_and_non_empty_splits():
     codes = data.hash_split([f"img/{i}.png" for i in range(20000)], validation_fraction=0.1,
                             test_fraction=0.25)
@@ -266,13 +290,40 @@ def test_tfrecord_files_named_by_split_are_those_splits(tmp_path):
     def ids(x):
         return np.rint(x[:][:, 0, 0, 0] * 255).astype(int).tolist()
 
-    assert ids(s.x_train) == list(range(35)) and ids(s.x_val) == list(range(35, 42))
-    assert ids(s.x_test) == list(range(42, 50))
+    assert sorted(ids(s.x_train)) == list(range(35))  # in hash order (see below)
+    assert sorted(ids(s.x_val)) == list(range(35, 42))
+    assert sorted(ids(s.x_test)) == list(range(42, 50))
     # without a test file, the test split comes from the training files, by hash
     (tmp_path / "test.tfrecords").unlink()
     t = data.load(str(tmp_path), test_fraction=0.3)
-    assert ids(t.x_val) == list(range(35, 42))
+    assert sorted(ids(t.x_val)) == list(range(35, 42))
     assert sorted(ids(t.x_train) + ids(t.x_test)) == list(range(35)) and len(t.x_test) > 3
+
+
+def test_tfrecord_splits_are_in_hash_order_with_classes_mixed(tmp_path):
+    from keras_distill.data.splits import hash_fractions
+
+    rng = np.random.default_rng(14)
+    images = _tagged_images(rng, 60)
+    # one class per file, as datasets are often written
+    _write_records(tmp_path / "train-0.tfrecord", images[:25], [0] * 25)
+    _write_records(tmp_path / "train-1.tfrecord", images[25:50], [1] * 25)
+    _write_records(tmp_path / "val.tfrecord", images[50:], [0] * 5 + [1] * 5)
+    file_of = {i: ("train-0.tfrecord", i) if i < 25 else ("train-1.tfrecord", i - 25)
+               if i < 50 else ("val.tfrecord", i - 50) for i in range(60)}
+    for seed in (0, 3):
+        s = data.load(str(tmp_path), seed=seed, test_fraction=0.3)
+        for x, y in ((s.x_train, s.y_train), (s.x_val, s.y_val), (s.x_test, s.y_test)):
+            ids = np.rint(x[:][:, 0, 0, 0] * 255).astype(int)
+            u = hash_fractions([f"{file_of[i][0]}:{file_of[i][1]}" for i in ids], seed)
+            assert (np.diff(u) > 0).all()  # by a hash of (file name, index, seed)
+            np.testing.assert_array_equal(y, [int(i >= 25) if i < 50 else int(i >= 55)
+                                              for i in ids])
+        assert set(s.y_train[:8].tolist()) == {0, 1}  # not one file, one class, after another
+        assert set(s.y_val[:5].tolist()) == {0, 1}  # a file named by split too
+        again = data.load(str(tmp_path), seed=seed, test_fraction=0.3)
+        np.testing.assert_array_equal(again.x_train.offsets, s.x_train.offsets)
+        assert again.x_train.fingerprint() == s.x_train.fingerprint()
 
 
 def test_tfrecord_errors_list_what_was_found(tmp_path):
@@ -453,3 +504,56 @@ def test_training_checks_of_lazy_inputs_read_no_rows():
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite values in rows"):
         list(stream.dataset(lazy.InMemory(x.array, channel_axis=True)))  # as it streams
+
+
+# --- lazy arrays and what reads them --------------------------------------------------------
+
+
+def test_subset_of_a_numpy_or_memory_mapped_array_keeps_its_row_order(tmp_path):
+    base = np.arange(12, dtype=np.float32).reshape(6, 2) * 10
+    np.save(tmp_path / "m.npy", base)
+    mapped = np.load(tmp_path / "m.npy", mmap_mode="r")
+    rng = np.random.default_rng(13)
+    for array in (base, mapped):
+        s = lazy.Subset(array, [0, 2, 1, 3])  # spans 4 rows, not consecutive
+        np.testing.assert_array_equal(s[:], base[[0, 2, 1, 3]])
+        np.testing.assert_array_equal(s.rows([1, 2]), base[[2, 1]])
+        np.testing.assert_array_equal(lazy.Subset(array, [3, 5, 4, 5])[:], base[[3, 5, 4, 5]])
+        np.testing.assert_array_equal(lazy.Subset(array, [2, 3, 4])[::-1], base[[4, 3, 2]])
+        nested = lazy.Subset(lazy.Subset(array, rng.permutation(6)), rng.permutation(6))
+        ref = base[nested.base.indices][nested.indices]
+        for _ in range(50):
+            idx = rng.integers(-6, 6, rng.integers(0, 9))
+            np.testing.assert_array_equal(nested[idx], ref[idx])
+            np.testing.assert_array_equal(lazy.Subset(array, idx % 6)[:], base[idx % 6])
+
+
+def test_qat_calibrates_on_rows_of_the_whole_split_not_its_first_rows(monkeypatch):
+    import types
+
+    from keras_distill import compress
+    from keras_distill.pipeline import students
+
+    class Calibrated(Exception):
+        pass
+
+    def calibrate(model, x):
+        seen["labels"] = x[:, 0].astype(int)
+        raise Calibrated
+
+    seen = {}
+    y = np.repeat(np.arange(4), 50)  # a split in class order, as files are listed
+    x = lazy.InMemory(np.repeat(y[:, None], 3, axis=1).astype(np.uint8))
+    splits = data.Splits(x, y, x, y, x, y, num_classes=4, class_names=list("abcd"))
+    cfg = {"qat_epochs": 1, "qat_learning_rate": 1e-3, "learning_rate": 1e-3,
+           "calibration_samples": 40, "seed": 0, "prune": 0, "quiet": True}
+    ctx = types.SimpleNamespace(cfg=cfg, data=splits, log=lambda *a: None,
+                                ckpt=types.SimpleNamespace(finished=lambda name: None))
+    monkeypatch.setattr(compress, "quantize_aware", lambda model, name: model)
+    monkeypatch.setattr(compress, "calibrate", calibrate)
+    monkeypatch.setattr(students, "cache_kwargs", lambda ctx: {})
+    with pytest.raises(Calibrated):
+        students.train_qat(ctx, None, types.SimpleNamespace(name="s", model=None))
+    assert len(seen["labels"]) == 40 and set(seen["labels"]) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(seen["labels"],
+                                  data.representative_samples(x, 40, seed=0)[:, 0])

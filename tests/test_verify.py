@@ -241,3 +241,20 @@ def test_regression_scores_by_hand():
         scores("ranking", out)
     with pytest.raises(ValueError, match="2 regression targets for 3 outputs"):
         scores("regression", out, labels=[1.0, 2.0])
+
+
+def test_latency_is_the_runners_call_not_reading_a_lazy_sample():
+    import time
+
+    from keras_distill.data import lazy
+    from keras_distill.verify.runners import run_samples
+
+    class SlowRows(lazy.InMemory):
+        def _read(self, indices):  # a row read (and decoded) from disk
+            time.sleep(0.02)
+            return super()._read(indices)
+
+    x = SlowRows(np.arange(12, dtype="float32").reshape(4, 3))
+    outputs, seconds = run_samples(lambda x1: np.asarray(x1) * 2, x)
+    np.testing.assert_array_equal(outputs, np.arange(12).reshape(4, 3) * 2)
+    assert len(seconds) == 4 and seconds.max() < 0.01, seconds

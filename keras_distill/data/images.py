@@ -255,7 +255,9 @@ def load_image_folder(path, *, validation_fraction=0.15, test_fraction=0.2, seed
     Each file's split is decided by a hash of its path relative to ``path`` and ``seed``
     (:func:`~keras_distill.data.splits.hash_split`): ``test_fraction`` of the files (in
     expectation) are test data, ``validation_fraction`` validation data. Adding images never
-    moves an image already there to another split.
+    moves an image already there to another split. Within a split the files are in the order
+    of that hash (deterministic, classes mixed), not by path: the first rows of a split are not
+    all of one class.
 
     Args:
         image_size: ``(height, width)`` to resize to; default the size of the first image.
@@ -269,7 +271,15 @@ def load_image_folder(path, *, validation_fraction=0.15, test_fraction=0.2, seed
         >>> load_image_folder("flowers/", image_size=(32, 32)).class_names  # doctest: +SKIP
         ['daisy', 'rose', 'tulip']
     """
-    from keras_distill.data.splits import TEST, TRAIN, VALIDATION, Splits, hash_split
+    from keras_distill.data.splits import (
+        TEST,
+        TRAIN,
+        VALIDATION,
+        Splits,
+        hash_fractions,
+        hash_ordered,
+        hash_split,
+    )
 
     path = os.fspath(path)
     if color_mode not in COLOR_MODES:
@@ -284,11 +294,12 @@ def load_image_folder(path, *, validation_fraction=0.15, test_fraction=0.2, seed
                         "training, validation and test splits (3 or more).")
     image_size = tuple(image_size) if image_size is not None else image_size_of(files[0])
     keys = [os.path.relpath(f, path).replace(os.sep, "/") for f in files]
+    u = hash_fractions(keys, seed)
     codes = hash_split(keys, validation_fraction=validation_fraction,
-                       test_fraction=test_fraction, seed=seed, what="images")
+                       test_fraction=test_fraction, seed=seed, what="images", fractions=u)
     parts = []
     for code in (TRAIN, VALIDATION, TEST):
-        rows = np.flatnonzero(codes == code)
+        rows = hash_ordered(np.flatnonzero(codes == code), u)  # classes mixed, not by path
         parts += [ImageFiles([files[i] for i in rows], image_size, color_mode), labels[rows]]
     name = os.path.basename(os.path.normpath(path)) or "images"
     return Splits(*parts, num_classes=len(classes), class_names=list(classes), name=name)

@@ -119,7 +119,14 @@ class Subset(LazyArray):
         self.dtype = base.dtype
 
     def _read(self, indices):
-        return _rows_of(self.base, self.indices[indices])
+        # the base's rows in order (a memory map reads fastest so), then in this view's order
+        wanted = self.indices[indices]
+        if np.all(wanted[1:] >= wanted[:-1]):
+            return _rows_of(self.base, wanted)
+        order = np.argsort(wanted, kind="stable")
+        unsort = np.empty_like(order)
+        unsort[order] = np.arange(len(order))
+        return _rows_of(self.base, wanted[order])[unsort]
 
     def identity(self):
         base = self.base.identity() if isinstance(self.base, LazyArray) else \
@@ -158,10 +165,11 @@ class InMemory(LazyArray):
 
 
 def _rows_of(base, indices):
-    """Rows of a lazy or NumPy (memory-mapped) array, ``indices`` sorted."""
+    """Rows ``indices`` (in that order) of a lazy or NumPy (memory-mapped) array; consecutive
+    indices are read as one slice."""
     if isinstance(base, LazyArray):
         return base.rows(indices)
-    if len(indices) and indices[-1] - indices[0] + 1 == len(indices):  # contiguous: one read
+    if len(indices) and np.all(np.diff(indices) == 1):  # consecutive: one read
         return np.asarray(base[int(indices[0]):int(indices[-1]) + 1])
     return np.asarray(base[indices])
 

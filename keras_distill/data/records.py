@@ -89,15 +89,18 @@ class RecordImages(LazyArray):
         self.dtype = np.dtype("float32")
 
     def _read(self, indices):
-        records = []
+        records = [None] * len(indices)
         fds = {}
+        # read in file and offset order (rows in hash order lie all over the files)
+        order = np.lexsort((self.offsets[indices], self.file_ids[indices]))
         try:
-            for i in indices:
+            for j in order:
+                i = indices[j]
                 file = int(self.file_ids[i])
                 if file not in fds:
                     fds[file] = os.open(self.files[file], os.O_RDONLY)
                 data = os.pread(fds[file], int(self.lengths[i]), int(self.offsets[i]))
-                records.append((file, int(i), data))
+                records[j] = (file, int(i), data)
         except OSError as exc:
             raise DataError(f"cannot read {self.files[file]!r} ({exc.strerror or exc}); was it "
                             "moved or changed after the data was loaded? Load it again.") \
@@ -259,8 +262,13 @@ def split_name(file) -> str | None:
 def _split_codes(files, index, *, validation_fraction, test_fraction, seed):
     """The split of each record (``splits.TRAIN``, ``VALIDATION``, ``TEST``): its file's
     (named by split), else by a hash of the file's name and the record's index in it. Records
-    of training files are split by hash too for a split that no file name gives."""
-    from keras_distill.data.splits import TEST, TRAIN, VALIDATION, hash_split
+    of training files are split by hash too for a split that no file name gives.
+
+    Returns:
+        ``(codes, fractions)``: the split of each record, and the hash value of each record's
+        file name, index and ``seed`` (:func:`~keras_distill.data.splits.hash_fractions`), which
+        orders the records of a split (those of named files included)."""
+    from keras_distill.data.splits import TEST, TRAIN, VALIDATION, hash_fractions, hash_split
 
     named = [split_name(f) for f in files]
     need = {"val": "val" not in named, "test": "test" not in named}
@@ -268,6 +276,7 @@ def _split_codes(files, index, *, validation_fraction, test_fraction, seed):
     first_of_file = np.searchsorted(index["file_ids"], index["file_ids"])
     keys = [f"{os.path.basename(files[f])}:{r}" for f, r in
             zip(index["file_ids"], np.arange(len(record_split)) - first_of_file)]
+    u = hash_fractions(keys, seed)
     pooled = (record_split == "") | ((record_split == "train") & (need["val"] or need["test"]))
     codes = np.full(len(record_split), TRAIN)
     codes[record_split == "val"] = VALIDATION
@@ -275,12 +284,13 @@ def _split_codes(files, index, *, validation_fraction, test_fraction, seed):
     if pooled.any():
         hashed = hash_split([k for k, p in zip(keys, pooled) if p],
                             validation_fraction=validation_fraction,
-                            test_fraction=test_fraction, seed=seed, what="records")
+                            test_fraction=test_fraction, seed=seed, what="records",
+                            fractions=u[pooled])
         from_train = record_split[pooled] == "train"
         hashed[from_train & (hashed == VALIDATION) & (not need["val"])] = TRAIN
         hashed[from_train & (hashed == TEST) & (not need["test"])] = TRAIN
         codes[pooled] = hashed
-    return codes
+    return codes, u
 
 
 def load_tfrecords(source, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
@@ -292,6 +302,9 @@ def load_tfrecords(source, *, validation_fraction=0.15, test_fraction=0.2, seed=
     split. The records of other files (and, for a split no file name gives, those of the
     training files) are split by a hash of the file name, the record's index and ``seed``
     (:func:`~keras_distill.data.splits.hash_split`), so appending records never moves one.
+    Within each split the records are in the order of a hash of the file name, the record's
+    index and ``seed`` (deterministic, classes mixed), not in file order, the records of files
+    named by split included.
     Class names come from ``image/class/text``, else they are ``"0"`` to ``"k-1"``.
 
     Args:
@@ -302,7 +315,7 @@ def load_tfrecords(source, *, validation_fraction=0.15, test_fraction=0.2, seed=
         >>> load_tfrecords("records/", image_size=(96, 96)).summary()  # doctest: +SKIP
         'records: 40120 train / 7113 validation / 9477 test samples of shape (96, 96, 3), 5 classes'
     """
-    from keras_distill.data.splits import TEST, TRAIN, VALIDATION, Splits
+    from keras_distill.data.splits import TEST, TRAIN, VALIDATION, Splits, hash_ordered
 
     if color_mode not in COLOR_MODES:
         raise DataError(f"color_mode must be one of {', '.join(map(repr, COLOR_MODES))}; got "
@@ -315,11 +328,11 @@ def load_tfrecords(source, *, validation_fraction=0.15, test_fraction=0.2, seed=
     if image_size is None:
         image_size = _pixels(index["first_image"], COLOR_MODES[color_mode],
                              f"the first image of {files[0]!r}").shape[:2]
-    codes = _split_codes(files, index, validation_fraction=validation_fraction,
-                         test_fraction=test_fraction, seed=seed)
+    codes, u = _split_codes(files, index, validation_fraction=validation_fraction,
+                            test_fraction=test_fraction, seed=seed)
     parts = []
     for code, what in ((TRAIN, "training"), (VALIDATION, "validation"), (TEST, "test")):
-        rows = np.flatnonzero(codes == code)
+        rows = hash_ordered(np.flatnonzero(codes == code), u)  # classes mixed, not file order
         if not len(rows):
             raise DataError(f"{os.fspath(source)!r} gives no {what} records; name files by "
                             "split (train*, validation* or val*, test*) or give files without a "

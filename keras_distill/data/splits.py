@@ -172,7 +172,7 @@ def hash_fractions(keys, seed=0) -> np.ndarray:
 
 
 def hash_split(keys, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
-               what="samples") -> np.ndarray:
+               what="samples", fractions=None) -> np.ndarray:
     """The split of each key, decided by its own hash (:func:`hash_fractions`): ``TEST`` (2)
     when ``u < test_fraction``, ``VALIDATION`` (1) when ``u < test_fraction +
     validation_fraction``, else ``TRAIN`` (0). Adding keys never moves another key to another
@@ -185,6 +185,7 @@ def hash_split(keys, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
     Args:
         keys: strings, one per sample.
         what: what the keys are, for the warning (``"images"``, ``"records"``).
+        fractions: the keys' :func:`hash_fractions` with ``seed``, when already computed.
 
     Example:
         >>> codes = hash_split([f"{i}.png" for i in range(1000)], seed=0)
@@ -192,7 +193,7 @@ def hash_split(keys, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
         [655, 141, 204]
     """
     _check_fractions(validation_fraction, test_fraction)
-    u = hash_fractions(keys, seed)
+    u = hash_fractions(keys, seed) if fractions is None else np.asarray(fractions, np.float64)
     codes = np.where(u < test_fraction, TEST,
                      np.where(u < test_fraction + validation_fraction, VALIDATION, TRAIN))
     if len(keys) >= 3:
@@ -214,3 +215,18 @@ def hash_split(keys, *, validation_fraction=0.15, test_fraction=0.2, seed=0,
                 "into it. Add data (or change the fractions or the seed) for a stable split.",
                 stacklevel=3)
     return codes
+
+
+def hash_ordered(rows, fractions) -> np.ndarray:
+    """``rows`` ordered by their hash value (``fractions[rows]``, see :func:`hash_fractions`):
+    a deterministic order that mixes classes (files listed class by class are not read one
+    class after another), and that adding keys never changes for the others (they keep their
+    relative order).
+
+    Example:
+        >>> u = hash_fractions(["a/1.png", "a/2.png", "b/1.png", "b/2.png"])
+        >>> hash_ordered(np.arange(4), u).tolist()
+        [3, 1, 2, 0]
+    """
+    rows = np.asarray(rows, np.int64)
+    return rows[np.argsort(np.asarray(fractions)[rows], kind="stable")]

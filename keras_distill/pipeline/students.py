@@ -134,6 +134,7 @@ def train_qat(ctx, teacher, chosen, *, path=None):
     import keras
 
     from keras_distill import compress
+    from keras_distill.data import representative_samples
 
     cfg = ctx.cfg
     epochs, rate = cfg["qat_epochs"], qat_learning_rate(cfg)
@@ -145,7 +146,8 @@ def train_qat(ctx, teacher, chosen, *, path=None):
 
     def trainable():
         model = compress.quantize_aware(chosen.model, name="student_qat")
-        compress.calibrate(model, ctx.data.x_train[:cfg["calibration_samples"]])
+        compress.calibrate(model, representative_samples(  # random rows, not the first ones
+            ctx.data.x_train, cfg["calibration_samples"], seed=cfg["seed"]))
         distiller = make_distiller(cfg, teacher, model, ctx.data.task)
         distiller.compile(optimizer=keras.optimizers.Adam(rate),
                           metrics=distiller_metrics(ctx.data.task))
