@@ -79,7 +79,9 @@ class TeacherStore:
         path = os.fspath(path)
         manifest = os.path.join(path, MANIFEST)
         if not os.path.exists(manifest):
-            if os.path.exists(path) and any(".partial" not in n for n in os.listdir(path)):
+            # another writer's temporary files, or its manifest just made, are not in the way
+            if os.path.exists(path) and any(".partial" not in n and n != MANIFEST
+                                            for n in os.listdir(path)):
                 raise StoreError(f"{path} exists and is not a teacher-output store; choose an "
                                  "empty or new folder.")
             os.makedirs(path, exist_ok=True)
