@@ -36,7 +36,7 @@ class FolderLocked(RuntimeError):
     """Another live command holds the output folder."""
 
 
-def _alive(pid):
+def pid_alive(pid):
     """Whether process ``pid`` exists on this machine."""
     if pid <= 0:
         return False
@@ -76,7 +76,7 @@ def _stale(record):
         return True
     if record.get("host") != socket.gethostname():
         return False
-    return pid != os.getpid() and not _alive(pid)
+    return pid != os.getpid() and not pid_alive(pid)
 
 
 @contextlib.contextmanager

@@ -66,9 +66,9 @@ def teacher_outputs(teacher, x, *, batch_size=256, cache_dir=None, verbose=0):
     leaves = structure = None
     # Large chunks, each one predict() call in batches: a predict() call has a fixed cost, and
     # a chunk bounds the memory a memory-mapped x needs at once.
-    from keras_distill.data.stream import CHUNK_BYTES, chunk_rows
+    from keras_distill.data.stream import chunk_rows
 
-    chunk = max(batch_size, min(16384, chunk_rows(x, CHUNK_BYTES, multiple=batch_size)))
+    chunk = max(batch_size, min(16384, chunk_rows(x, multiple=batch_size)))
     for start in range(0, len(x), chunk):
         part = teacher.predict(x[start:start + chunk], batch_size=batch_size, verbose=0)
         parts = [np.asarray(p, np.float32) for p in keras.tree.flatten(part)]
@@ -224,18 +224,13 @@ def cache_outputs(teacher, x, y=None, *, batch_size=32, shuffle=True, seed=None,
         return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     from keras_distill import store as store_lib
 
-    folder = cache_dir if cache_dir is not None else _temporary_folder()
-    data = f"tf.data {x.element_spec}" if dataset else store_lib.data_fingerprint(x)
-    key = store_lib.store_key(store_lib.teacher_fingerprint(teacher), data, top_k, temperature)
-    path = os.path.join(folder, f"teacher-{key}")  # one store per teacher, data and top_k
+    written = store_lib.write_cache(
+        teacher, x, cache_dir if cache_dir is not None else _temporary_folder(), top_k=top_k,
+        temperature=temperature, batch_size=teacher_batch_size)
     if dataset:
-        written = store_lib.write_dataset(teacher, x, path, top_k=top_k,
-                                          temperature=temperature, key=key)
         ds = store_lib.pair_dataset(x, written)
         batches = len(store_lib.writer.batch_sizes(written))
         return ds.shuffle(batches, seed=seed) if shuffle else ds
-    written = store_lib.write(teacher, x, path, top_k=top_k, temperature=temperature,
-                              batch_size=teacher_batch_size, key=key)
     return stream.dataset((x, targets_with_outputs(written.outputs(), y)),
                           batch_size=batch_size, shuffle=shuffle, seed=seed or 0)
 

@@ -14,7 +14,8 @@ import numpy as np
 
 from keras_distill.data.lazy import LazyArray, Materialized, _rows_of, is_lazy
 
-__all__ = ["Materialized", "batches", "chunks", "dataset", "is_lazy", "predict"]
+__all__ = ["Materialized", "batches", "chunks", "clear_error", "dataset", "fit_arguments",
+           "is_lazy", "predict"]
 
 #: At most this many bytes of inputs are read at once by :func:`predict` and :func:`chunks`.
 CHUNK_BYTES = 64 * 2**20
@@ -34,8 +35,8 @@ def _length(structure):
 
 
 def _read(leaf, indices):
-    out = leaf.rows(indices) if isinstance(leaf, LazyArray) else _rows_of(leaf, indices) \
-        if (np.diff(indices) > 0).all() else np.asarray(leaf[indices])
+    """Rows ``indices`` (sorted) of a lazy or NumPy array."""
+    out = leaf.rows(indices) if isinstance(leaf, LazyArray) else _rows_of(leaf, indices)
     return np.ascontiguousarray(out)
 
 
@@ -92,6 +93,54 @@ def dataset(structure, *, batch_size=32, shuffle=False, seed=0, check_finite=Tru
     ds = ds.batch(batch_size).map(load, num_parallel_calls=PARALLEL_BATCHES,
                                   deterministic=True)
     return ds.prefetch(PREFETCH_BATCHES)
+
+
+def _any_lazy(*structures):
+    import keras
+
+    return any(is_lazy(leaf) for s in structures if s is not None
+               for leaf in keras.tree.flatten(s))
+
+
+def fit_arguments(x, y, kwargs, *, training, seed=None):
+    """``(x, y, kwargs)`` with lazy arrays (inputs, labels or cached outputs) replaced by a
+    ``tf.data`` pipeline of batches (``batch_size``, ``shuffle`` and ``sample_weight`` taken
+    from ``kwargs``; the shuffle seeded by ``seed``, default drawn from NumPy's generator,
+    which ``keras.utils.set_random_seed`` seeds); other data unchanged. What ``fit`` and
+    ``evaluate`` of the Distiller and of the pipeline's plain Keras models are given.
+
+    Example:
+        >>> from keras_distill.data.lazy import InMemory
+        >>> x, y, kw = fit_arguments(InMemory(np.zeros((5, 2))), np.arange(5),
+        ...                          {"batch_size": 2}, training=True, seed=0)
+        >>> y is None, kw
+        (True, {'shuffle': False})
+    """
+    import tensorflow as tf
+
+    weights = kwargs.get("sample_weight")
+    validation = kwargs.get("validation_data")
+    if isinstance(validation, (tuple, list)) and _any_lazy(*validation):
+        kwargs["validation_data"] = dataset(
+            tuple(validation), batch_size=kwargs.get("validation_batch_size")
+            or kwargs.get("batch_size") or 32)
+    if isinstance(x, tf.data.Dataset):
+        if training:
+            kwargs.setdefault("shuffle", False)  # Keras ignores it for a dataset (and warns)
+        return x, y, kwargs
+    if not _any_lazy(x, y, weights):
+        return x, y, kwargs
+    if kwargs.get("validation_split"):
+        raise ValueError("validation_split cannot split lazy arrays or teacher outputs read "
+                         "from a store; pass validation_data (it streams too).")
+    parts = tuple(p for p in (x, y, kwargs.pop("sample_weight", None)) if p is not None)
+    batch_size = kwargs.pop("batch_size", None) or 32
+    shuffle = kwargs.pop("shuffle", True) and training
+    if seed is None:
+        seed = int(np.random.randint(2**31 - 1)) if shuffle else 0
+    if training:
+        kwargs["shuffle"] = False  # the pipeline shuffles
+    return dataset(parts, batch_size=batch_size, shuffle=shuffle, seed=seed), None, kwargs
 
 
 def _as_tuples(structure):

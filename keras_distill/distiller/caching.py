@@ -7,9 +7,6 @@ import os
 import shutil
 import tempfile
 
-import keras
-import numpy as np
-
 from keras_distill import teachers as teachers_lib
 from keras_distill.data import stream
 from keras_distill.data.lazy import is_lazy
@@ -19,11 +16,6 @@ def _is_dataset(x):
     import tensorflow as tf
 
     return isinstance(x, tf.data.Dataset)
-
-
-def _any_lazy(*structures):
-    return any(is_lazy(leaf) for s in structures if s is not None
-               for leaf in keras.tree.flatten(s))
 
 
 def _warn_temperature(store, temperature):
@@ -51,12 +43,13 @@ class Cached:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
 
-    def _folder(self, cache_dir, key):
+    def _folder(self, cache_dir):
+        """Where the stores go: ``cache_dir``, or a temporary folder removed after the fit."""
         if cache_dir is None:
             self.tmp = tempfile.mkdtemp(prefix="keras-distill-teacher-")
             return self.tmp
         os.makedirs(cache_dir, exist_ok=True)
-        return os.path.join(os.fspath(cache_dir), f"teacher-{key}")
+        return os.fspath(cache_dir)
 
     def fit_data(self, distiller, x, y, kwargs, cache, cache_dir, top_k, batch_size):
         """``(x, y, kwargs)`` that ``keras.Model.fit`` trains on: with cached outputs when
@@ -69,7 +62,7 @@ class Cached:
             raise ValueError(
                 "This Distiller has no Keras teacher: call fit(..., cache_teacher=True) (with a "
                 "FileTeacher) or train on keras_distill.teachers.cache_outputs(...).")
-        return streamed(x, y, kwargs, training=True)
+        return stream.fit_arguments(x, y, kwargs, training=True)
 
     def prepare(self, distiller, x, y, cache, cache_dir, top_k, batch_size):
         """``(x, y)`` carrying the teacher's outputs (``cache``: True, or a store written
@@ -99,20 +92,11 @@ class Cached:
             raise ValueError("cache_teacher=True: y already carries teacher outputs.")
         kinds = [o.kind for o in distiller.output_kinds or []] or "multiclass"
         kinds = kinds[0] if len(kinds) == 1 else kinds
-        temperature = distiller.temperature
-        t_fp = store_lib.teacher_fingerprint(teacher)
-        if _is_dataset(x):
-            key = store_lib.store_key(t_fp, f"tf.data {x.element_spec}", top_k, temperature)
-            store = store_lib.write_dataset(teacher, x, self._folder(cache_dir, key),
-                                            top_k=top_k, temperature=temperature, kinds=kinds,
-                                            key=key)
-        else:
-            key = store_lib.store_key(t_fp, store_lib.data_fingerprint(x), top_k, temperature)
-            store = store_lib.write(teacher, x, self._folder(cache_dir, key), top_k=top_k,
-                                    temperature=temperature, kinds=kinds, batch_size=batch_size,
-                                    key=key)
+        store = store_lib.write_cache(teacher, x, self._folder(cache_dir), top_k=top_k,
+                                      temperature=distiller.temperature, kinds=kinds,
+                                      batch_size=batch_size)
         # reused: no shard computed now (every one read back)
-        self.info = {"key": key, "path": None if self.tmp else store.path,
+        self.info = {"key": store.meta["key"], "path": None if self.tmp else store.path,
                      "reused": store.written == 0}
         return self._paired(store, x, y, check=False)
 
@@ -129,32 +113,3 @@ class Cached:
         if check:
             store_lib.check_pairing(store, x)
         return x, teachers_lib.targets_with_outputs(store.outputs(), y)
-
-
-def streamed(x, y, kwargs, *, training):
-    """``(x, y, kwargs)`` with lazy arrays (inputs, labels or cached outputs) replaced by a
-    ``tf.data`` pipeline of batches (``batch_size``, ``shuffle`` and ``sample_weight`` taken
-    from ``kwargs``); other data unchanged."""
-    weights = kwargs.get("sample_weight")
-    validation = kwargs.get("validation_data")
-    if isinstance(validation, (tuple, list)) and _any_lazy(*validation):
-        kwargs["validation_data"] = stream.dataset(
-            tuple(validation), batch_size=kwargs.get("validation_batch_size")
-            or kwargs.get("batch_size") or 32)
-    if _is_dataset(x):
-        if training:
-            kwargs.setdefault("shuffle", False)  # Keras ignores it for a dataset (and warns)
-        return x, y, kwargs
-    if not _any_lazy(x, y, weights):
-        return x, y, kwargs
-    if kwargs.get("validation_split"):
-        raise ValueError("validation_split cannot split lazy arrays or teacher outputs read "
-                         "from a store; pass validation_data (it streams too).")
-    parts = tuple(p for p in (x, y, kwargs.pop("sample_weight", None)) if p is not None)
-    batch_size = kwargs.pop("batch_size", None) or 32
-    shuffle = kwargs.pop("shuffle", True) and training
-    seed = int(np.random.randint(2**31 - 1)) if shuffle else 0  # keras.utils.set_random_seed
-    if training:
-        kwargs["shuffle"] = False  # the pipeline shuffles
-    return stream.dataset(parts, batch_size=batch_size, shuffle=shuffle, seed=seed), None, \
-        kwargs

@@ -16,7 +16,7 @@ from keras_distill import losses as losses_lib
 from keras_distill import outputs as outputs_lib
 from keras_distill import teachers as teachers_lib
 from keras_distill.backend import require_tensorflow
-from keras_distill.data import check_training_arrays
+from keras_distill.data import check_training_arrays, stream
 from keras_distill.distiller import caching, checks
 from keras_distill.distiller import heads as heads_lib
 from keras_distill.distiller.teacher_logits import TeacherLogits
@@ -532,7 +532,7 @@ class Distiller(keras.Model):
             return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
             clear = guard.error_from(err) or checks.label_error(err) or \
-                caching.stream.clear_error(err)
+                stream.clear_error(err)
             if clear is None:
                 raise
             raise clear from None
@@ -542,7 +542,7 @@ class Distiller(keras.Model):
         arrays are streamed in batches."""
         self._resolve_from_data(x, y, "evaluate")
         self._check_arrays(x, y, "evaluate")
-        x, y, kwargs = caching.streamed(x, y, kwargs, training=False)
+        x, y, kwargs = stream.fit_arguments(x, y, kwargs, training=False)
         return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):

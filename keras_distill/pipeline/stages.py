@@ -173,16 +173,15 @@ def _fit_data(model, data, cfg):
     ``tf.data`` pipelines of batches shuffled each epoch; ``kwargs`` holds the validation data
     and the batch size. A Distiller streams lazy arrays itself (after computing cached teacher
     outputs for them)."""
-    from keras_distill.data import is_lazy, stream
+    from keras_distill.data import stream
     from keras_distill.distiller import Distiller
 
-    train = (data.x_train, data.y_train)
-    validation = (data.x_val, data.y_val)
-    batch = cfg["batch_size"]
-    if not is_lazy(data.x_train) or isinstance(model, Distiller):
-        return train, {"validation_data": validation, "batch_size": batch}
-    return ((stream.dataset(train, batch_size=batch, shuffle=True, seed=cfg["seed"]),),
-            {"validation_data": stream.dataset(validation, batch_size=batch), "shuffle": False})
+    feed = {"validation_data": (data.x_val, data.y_val), "batch_size": cfg["batch_size"]}
+    if isinstance(model, Distiller):
+        return (data.x_train, data.y_train), feed
+    x, y, feed = stream.fit_arguments(data.x_train, data.y_train, feed, training=True,
+                                      seed=cfg["seed"])
+    return ((x,) if y is None else (x, y)), feed
 
 
 def _masks_from_restored_weights(pruning):

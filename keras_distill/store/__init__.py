@@ -37,11 +37,12 @@ from keras_distill.store.writer import (
     store_key,
     teacher_fingerprint,
     write,
+    write_cache,
     write_dataset,
 )
 
 __all__ = [
     "LabelError", "NonDeterministicDataset", "StoreError", "StoredOutputs", "TeacherStore", "check",
     "check_dataset", "check_pairing", "check_teacher", "data_fingerprint", "label", "open_store", "pair_dataset", "store_key",
-    "teacher_fingerprint", "write", "write_dataset",
+    "teacher_fingerprint", "write", "write_cache", "write_dataset",
 ]

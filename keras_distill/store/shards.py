@@ -24,6 +24,7 @@ import shutil
 import numpy as np
 
 from keras_distill.data.lazy import LazyArray
+from keras_distill.locks import pid_alive
 from keras_distill.store import topk
 
 FORMAT = "keras-distill teacher outputs"
@@ -37,16 +38,6 @@ class StoreError(ValueError):
 
 def _shard_name(i):
     return f"shard-{i:05d}"
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 #: Memory maps a store keeps open at once (each holds a file descriptor).
@@ -133,7 +124,7 @@ class TeacherStore:
                 continue
             parts = name.split(".partial")[1].split("-")
             pid = int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
-            if pid is None or not _alive(pid):
+            if pid is None or not pid_alive(pid):
                 shutil.rmtree(os.path.join(self.path, name), ignore_errors=True)
 
     def _save(self, exclusive=False):

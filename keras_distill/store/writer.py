@@ -14,8 +14,6 @@ from keras_distill.store import determinism, topk
 from keras_distill.store.shards import StoreError, TeacherStore, encode_output
 
 MULTICLASS = "multiclass"
-#: At most this many bytes of inputs are read for one teacher call of :func:`write`.
-CHUNK_BYTES = 64 * 2**20
 
 
 def teacher_fingerprint(teacher):
@@ -112,7 +110,7 @@ def _fields(store, outputs):
 
 
 def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
-          shard_size=4096, batch_size=256, key=None, log=None):
+          shard_size=4096, batch_size=256, key=None, log=None, fingerprints=None):
     """The teacher's outputs on arrays ``x`` (NumPy, memory-mapped or lazy) in a store at
     ``path``, a shard at a time; shards already there are kept (a resumed write).
 
@@ -127,6 +125,8 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
             ``"multiclass"`` outputs.
         key: the store's key; default the teacher's and the data's fingerprints.
         log: a function given one progress line per shard, or None.
+        fingerprints: ``(teacher_fingerprint, data_fingerprint)`` when the caller has them
+            (hashing a large teacher or NumPy ``x`` again is not free).
 
     Returns:
         The complete :class:`~keras_distill.store.shards.TeacherStore`.
@@ -134,16 +134,16 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
     n = len(x)
     if n == 0:
         raise ValueError("the inputs are empty; pass the samples to label.")
-    data_fp = data_fingerprint(x)
-    key = key or store_key(teacher_fingerprint(teacher), data_fp, top_k, temperature)
+    teacher_fp, data_fp = fingerprints or (teacher_fingerprint(teacher), data_fingerprint(x))
+    key = key or store_key(teacher_fp, data_fp, top_k, temperature)
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
     # what fit(..., cache_teacher=<store>) checks its inputs and teacher by
-    store.describe(data=data_fp, teacher_fingerprint=teacher_fingerprint(teacher))
+    store.describe(data=data_fp, teacher_fingerprint=teacher_fp)
     shard_size = store.meta["shard_size"]  # a resumed store keeps its own
-    # inputs are read a chunk of at most CHUNK_BYTES at a time (a shard of large images
-    # would otherwise be hundreds of MiB at once)
-    chunk = min(shard_size, chunk_rows(x, CHUNK_BYTES, multiple=batch_size))
+    # inputs are read a chunk of at most stream.CHUNK_BYTES at a time (a shard of large
+    # images would otherwise be hundreds of MiB at once)
+    chunk = min(shard_size, chunk_rows(x, multiple=batch_size))
     written = 0
     for i in range(store.shard_count(n)):
         if store.has_shard(i):
@@ -164,7 +164,7 @@ def write(teacher, x, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
 
 
 def write_dataset(teacher, dataset, path, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
-                  shard_size=4096, key=None):
+                  shard_size=4096, key=None, teacher_fp=None):
     """The teacher's outputs on a deterministic, finite ``tf.data`` dataset of batches in a
     store.
 
@@ -184,10 +184,11 @@ def write_dataset(teacher, dataset, path, *, top_k=None, temperature=1.0, kinds=
         raise ValueError("the dataset repeats forever (.repeat()): cache the finite dataset "
                          "and repeat after, or fit without cache_teacher.")
     determinism.check(dataset)
-    key = key or store_key(teacher_fingerprint(teacher), "tf.data", top_k, temperature)
+    teacher_fp = teacher_fp or teacher_fingerprint(teacher)
+    key = key or store_key(teacher_fp, "tf.data", top_k, temperature)
     store = TeacherStore.create(path, key=key, shard_size=shard_size, top_k=top_k,
                                 temperature=temperature)
-    store.describe(teacher_fingerprint=teacher_fingerprint(teacher))
+    store.describe(teacher_fingerprint=teacher_fp)
     size = store.meta["shard_size"]
     todo = None  # None: every shard
     if store.shard_names():
@@ -208,59 +209,83 @@ def write_dataset(teacher, dataset, path, *, top_k=None, temperature=1.0, kinds=
     return store
 
 
+def write_cache(teacher, x, folder, *, top_k=None, temperature=1.0, kinds=MULTICLASS,
+                batch_size=256):
+    """The store of ``teacher``'s outputs on ``x`` (arrays, or a deterministic dataset) in
+    ``folder/teacher-<key>``: one folder per teacher, data, ``top_k`` and temperature, reused
+    (resumed) when it is there. What ``fit(cache_teacher=True)`` and ``cache_outputs`` use.
+
+    Returns:
+        The complete store (``written``: the shards computed now; 0: all reused).
+    """
+    import os
+
+    import tensorflow as tf
+
+    teacher_fp = teacher_fingerprint(teacher)
+    if isinstance(x, tf.data.Dataset):
+        key = store_key(teacher_fp, f"tf.data {x.element_spec}", top_k, temperature)
+        return write_dataset(teacher, x, os.path.join(folder, f"teacher-{key}"), top_k=top_k,
+                             temperature=temperature, kinds=kinds, key=key,
+                             teacher_fp=teacher_fp)
+    data_fp = data_fingerprint(x)
+    key = store_key(teacher_fp, data_fp, top_k, temperature)
+    return write(teacher, x, os.path.join(folder, f"teacher-{key}"), top_k=top_k,
+                 temperature=temperature, kinds=kinds, batch_size=batch_size, key=key,
+                 fingerprints=(teacher_fp, data_fp))
+
+
 def _inputs_of(element):
     x = element[0] if isinstance(element, tuple) else element
     return np.asarray(x)
 
 
-def _shard_hashes(dataset, size):
-    """``(hashes, batch sizes)``: a hash of the inputs of each shard of ``size`` samples."""
-    hashes, batches, hasher, filled = [], [], hashlib.sha256(), 0
+def _segments(dataset, size, batches):
+    """``(shard, rows, last)`` for each part of each batch of inputs that falls in one shard of
+    ``size`` samples (``last``: the shard ends with it); the batch sizes go to ``batches``."""
+    shard, filled = 0, 0
     for element in dataset.as_numpy_iterator():
         x = _inputs_of(element)
         batches.append(len(x))
         while len(x):
             take = x[:size - filled]
-            hasher.update(np.ascontiguousarray(take).tobytes())
             filled += len(take)
             x = x[len(take):]
+            yield shard, take, filled == size
             if filled == size:
-                hashes.append(hasher.hexdigest())
-                hasher, filled = hashlib.sha256(), 0
+                shard, filled = shard + 1, 0
     if filled:
-        hashes.append(hasher.hexdigest())
+        yield shard, x[:0], True  # the short last shard ends here
+
+
+def _shard_hashes(dataset, size):
+    """``(hashes, batch sizes)``: a hash of the inputs of each shard of ``size`` samples."""
+    hashes, batches, hasher = [], [], hashlib.sha256()
+    for _, rows, last in _segments(dataset, size, batches):
+        hasher.update(np.ascontiguousarray(rows).tobytes())
+        if last:
+            hashes.append(hasher.hexdigest())
+            hasher = hashlib.sha256()
     return hashes, batches
 
 
 def _write_shards(teacher, dataset, store, size, todo, kinds, top_k):
     """One pass: the teacher on the batches of the shards in ``todo`` (None: all), each shard
     written with its inputs' hash. Returns ``(batch sizes, shards written)``."""
-    batches, outputs, hasher, shard, filled, written = [], [], hashlib.sha256(), 0, 0, 0
-
-    def flush():
-        nonlocal outputs, hasher, shard, filled, written
-        if outputs:
-            joined = keras.tree.map_structure(lambda *a: np.concatenate(a), *outputs)
-            store.set_outputs(*describe_outputs(joined, kinds, top_k))
-            store.write_shard(shard, _fields(store, joined), inputs_hash=hasher.hexdigest(),
-                              replace=True)
-            written += 1
-        outputs, hasher, shard, filled = [], hashlib.sha256(), shard + 1, 0
-
-    for element in dataset.as_numpy_iterator():
-        x = _inputs_of(element)
-        batches.append(len(x))
-        while len(x):
-            take = x[:size - filled]
-            if todo is None or shard in todo:
-                hasher.update(np.ascontiguousarray(take).tobytes())
-                outputs.append(teacher.predict(take, batch_size=len(take), verbose=0))
-            filled += len(take)
-            x = x[len(take):]
-            if filled == size:
-                flush()
-    if filled:
-        flush()
+    batches, outputs, hasher, written = [], [], hashlib.sha256(), 0
+    for shard, rows, last in _segments(dataset, size, batches):
+        if todo is None or shard in todo:
+            hasher.update(np.ascontiguousarray(rows).tobytes())
+            if len(rows):
+                outputs.append(teacher.predict(rows, batch_size=len(rows), verbose=0))
+        if last:
+            if outputs:
+                joined = keras.tree.map_structure(lambda *a: np.concatenate(a), *outputs)
+                store.set_outputs(*describe_outputs(joined, kinds, top_k))
+                store.write_shard(shard, _fields(store, joined), inputs_hash=hasher.hexdigest(),
+                                  replace=True)
+                written += 1
+            outputs, hasher = [], hashlib.sha256()
     return batches, written
 
 
@@ -285,4 +310,4 @@ def note(text):
 
 
 __all__ = ["batch_sizes", "data_fingerprint", "describe_outputs", "store_key",
-           "teacher_fingerprint", "topk", "write", "write_dataset"]
+           "teacher_fingerprint", "topk", "write", "write_cache", "write_dataset"]
