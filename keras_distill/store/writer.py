@@ -217,6 +217,11 @@ def write_cache(teacher, x, folder, *, top_k=None, temperature=1.0, kinds=MULTIC
 
     Returns:
         The complete store (``written``: the shards computed now; 0: all reused).
+
+    Example:
+        >>> store = write_cache(teacher, x_train, "cache")   # doctest: +SKIP
+        >>> write_cache(teacher, x_train, "cache").written   # doctest: +SKIP
+        0
     """
     import os
 
