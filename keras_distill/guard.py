@@ -12,6 +12,9 @@ Two mechanisms, one promise:
   the first non-finite one in a guard variable; :class:`StopOnNonFinite` (added by
   ``Distiller.fit``) raises after the batch. ``tf.debugging`` assertions are not enough here:
   XLA drops them.
+* Under a ``keras.optimizers.LossScaleOptimizer`` (the ``mixed_float16`` policy), only the
+  loss terms are checked: scaled gradients overflow now and then by design, and that
+  optimizer skips those steps itself, lowering its scale.
 * Under a ``tf.distribute`` strategy with several replicas, where the optimizer aggregates
   gradients across replicas (a synchronization point a ``tf.cond`` branch cannot hold), the
   step asserts that every term and gradient is finite before the update instead.
@@ -77,12 +80,20 @@ def guarded_apply(guard, optimizer, named, grads, variables):
             grads = [None if g is None else tf.identity(g) for g in grads]
         optimizer.apply_gradients(zip(grads, variables))
         return
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # mixed_float16: scaled gradients overflow now and then by design; the loss-scale
+        # optimizer skips those steps and lowers its scale. The loss terms are still checked.
+        guard.names = guard.names[:len(named)]
+        pairs = []
     flags = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
                       for v in [*named.values(), *(g for g, _ in pairs)]])
     finite = tf.reduce_all(flags)
     first = tf.cast(tf.argmin(tf.cast(flags, tf.int32)), tf.int32)
-    # the first failure is kept: later steps (steps_per_execution > 1) do not overwrite it
-    guard.first_bad.assign(tf.where((guard.first_bad < 0) & ~finite, first, guard.first_bad))
+    clean = guard.first_bad < 0
+    # The first failure is kept, and once one is recorded no later step of the same execution
+    # (steps_per_execution > 1) updates the weights before fit stops.
+    guard.first_bad.assign(tf.where(clean & ~finite, first, guard.first_bad))
+    finite = finite & clean
     if not optimizer.built:
         optimizer.build(variables)
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from keras_distill import guard
+from keras_distill import guard, precision
 from keras_distill import hints as hints_lib
 from keras_distill import losses as losses_lib
 from keras_distill import outputs as outputs_lib
 from keras_distill import teachers as teachers_lib
 from keras_distill.backend import require_tensorflow
 from keras_distill.data import check_training_arrays, stream
-from keras_distill.distiller import caching, checks
+from keras_distill.distiller import caching, checks, xla
 from keras_distill.distiller import heads as heads_lib
 from keras_distill.distiller.teacher_logits import TeacherLogits
 
@@ -85,6 +85,11 @@ class Distiller(keras.Model):
         mixup: if > 0, mix pairs of training inputs with weights drawn from
             Beta(mixup, mixup); the teacher labels the mixed inputs, and the label loss mixes
             the two labels with the same weight.
+        teacher_dtype: ``None`` (default: the teacher's own precision), ``"bfloat16"`` or
+            ``"float16"``: run the teacher's forward pass in that precision, through a copy of
+            it (``keras_distill.precision``); its outputs are cast to float32 before
+            any loss. Opt-in: cheaper where the hardware computes in that dtype, at a small
+            change in the teacher's outputs.
 
     A label of −1 marks an unlabeled sample in a batch of integer labels: it adds nothing
     to the label loss or to the metrics, and is still distilled (mix labeled and unlabeled
@@ -110,7 +115,7 @@ class Distiller(keras.Model):
     def __init__(self, teacher, student, *, temperature=4.0, alpha=0.1, losses=None,
                  loss_weights=None, teacher_outputs="auto", teacher_weights=None,
                  teacher_average="probabilities", augment=None, mixup=0.0, task="auto",
-                 **kwargs):
+                 teacher_dtype=None, **kwargs):
         require_tensorflow("Distiller")
         super().__init__(**kwargs)
         teacher, file_teacher = checks.keras_and_file_teacher(teacher, teacher_weights,
@@ -142,9 +147,13 @@ class Distiller(keras.Model):
             teacher.trainable = False
         self.teacher = teacher
         self.student = student
+        self.teacher_dtype = precision.check_teacher_dtype(teacher_dtype, teacher)
+        # What runs forward: the teacher, or its copy in teacher_dtype (untracked: not saved).
+        object.__setattr__(self, "_forward_teacher", None if teacher is None else
+                           precision.teacher_copy(teacher, teacher_dtype))
         # Untracked (its variables are tracked below, so that they are saved).
-        object.__setattr__(self, "_reader", TeacherLogits(teacher, len(self._output_names),
-                                                          teacher_outputs))
+        object.__setattr__(self, "_reader", TeacherLogits(
+            self._forward_teacher, len(self._output_names), teacher_outputs))
         self._teacher_kind_vars = list(self._reader.variables)
         self._build_hints()
         # Output kinds: resolved now when the models tell, else at compile (from the loss) or
@@ -174,11 +183,11 @@ class Distiller(keras.Model):
         logit_tensors = self._reader.tensors
         if not hints:
             if logit_tensors is not None:
-                object.__setattr__(self, "_teacher_taps",
-                                   keras.Model(self.teacher.inputs, list(logit_tensors)))
+                object.__setattr__(self, "_teacher_taps", keras.Model(
+                    self._forward_teacher.inputs, list(logit_tensors)))
             return
         adapters, teacher_view, student_view = hints_lib.feature_views(
-            self.teacher, self.student, hints, teacher_outputs=logit_tensors)
+            self._forward_teacher, self.student, hints, teacher_outputs=logit_tensors)
         self.hint_adapters.extend(adapters)
         # Untracked views: they share the layers (and weights) of teacher and student.
         object.__setattr__(self, "_teacher_taps", teacher_view)
@@ -264,24 +273,33 @@ class Distiller(keras.Model):
                 outputs, a dict by output name). ``"accuracy"`` and ``"auc"`` of a binary or
                 multi-label output are read from logits (a logit above 0 is a positive).
             **kwargs: passed to ``keras.Model.compile`` (``steps_per_execution``,
-                ``jit_compile``, ``run_eagerly``...). ``loss_weights`` is a constructor
-                argument of the Distiller, not of ``compile``.
+                ``run_eagerly``...). ``loss_weights`` is a constructor argument of the
+                Distiller, not of ``compile``. ``jit_compile``: ``"auto"`` (default: XLA on a
+                GPU or TPU, off on CPUs, where it does not pay), ``"try"`` (XLA on any
+                device), each falling back to no XLA with a warning when XLA cannot compile
+                the step; or True / False (``keras_distill.distiller.xla``).
         """
         if "loss_weights" in kwargs:
             raise ValueError(
                 "compile() got loss_weights: distillation loss weights belong to the "
                 "constructor: Distiller(teacher, student, losses=[...], loss_weights=[...])."
             )
+        requested_jit = kwargs.get("jit_compile", "auto")
+        kwargs["jit_compile"], fallback = xla.choose(self, requested_jit,
+                                                     kwargs.get("run_eagerly", False))
+        object.__setattr__(self, "_xla_fallback", fallback)
         per_output = outputs_lib.per_output(loss, self._output_names, "compile(loss=...)")
         label_losses = [losses_lib.student_label_loss(item) for item in per_output]
         self._compile_args = {"optimizer": optimizer, "loss": loss, "metrics": metrics,
-                              "label_losses": label_losses, "kwargs": kwargs}
+                              "label_losses": label_losses, "kwargs": kwargs,
+                              "jit_compile": requested_jit}
         if self._heads is None:
             self._try_resolve(loss=loss)
         if self._heads is None:  # finished at the first fit / evaluate, once labels are seen
             super().compile(optimizer=optimizer, loss=None, metrics=None, **kwargs)
             self._compile_config.config["loss"] = loss
             self._compile_config.config["metrics"] = metrics
+            self._compile_config.config["jit_compile"] = requested_jit  # saved as asked
             self._trackers = {}
             return
         self._finish_compile()
@@ -297,6 +315,7 @@ class Distiller(keras.Model):
                             **args["kwargs"])
         self._compile_config.config["loss"] = args["loss"]
         self._compile_config.config["metrics"] = args["metrics"]
+        self._compile_config.config["jit_compile"] = args["jit_compile"]  # saved as asked
         self._trackers = {
             name: keras.metrics.Mean(name=name)
             for name in ["loss", "student_loss", "distillation_loss",
@@ -334,6 +353,11 @@ class Distiller(keras.Model):
     def _teacher_forward(self, x, cached=None):
         count = len(self._output_names)
         if cached is not None:
+            if self.hint_adapters:
+                raise ValueError(
+                    "Cached teacher outputs cannot feed feature-hint losses (FeatureHint): "
+                    "they hold the teacher's outputs, not its features. Train without the "
+                    "cache, or without the hint loss.")
             outs = self._flat(cached)
             return [ops.stop_gradient(self._as_logits(o, i, cached=True))
                     for i, o in enumerate(outs)], []
@@ -350,9 +374,9 @@ class Distiller(keras.Model):
             outs, feats = out[:count], out[count:]
             outs = self._reader.from_view(outs)
         else:
-            outs, feats = self._flat(self.teacher(x, training=False)), []
+            outs, feats = self._flat(self._forward_teacher(x, training=False)), []
         logits = [ops.stop_gradient(self._as_logits(o, i)) for i, o in enumerate(outs)]
-        return logits, [ops.stop_gradient(f) for f in feats]
+        return logits, [ops.stop_gradient(ops.cast(f, "float32")) for f in feats]
 
     def _student_forward(self, x, training):
         count = len(self._output_names)
@@ -515,6 +539,7 @@ class Distiller(keras.Model):
             raise ValueError("fit: the dataset is empty (0 batches); pass some data.")
         self._resolve_from_data(x, y, "fit")
         self._check_arrays(x, y, "fit", kwargs.get("validation_data"))
+        self._sync_teacher()
         cached = caching.Cached()
         try:
             x, y, kwargs = cached.fit_data(self, x, y, kwargs, cache_teacher, cache_dir,
@@ -526,11 +551,21 @@ class Distiller(keras.Model):
             cached.close()
 
     def _fit(self, x, y, args, callbacks, kwargs):
+        try:
+            return self._keras_fit(x, y, args, callbacks, kwargs)
+        except Exception as err:  # XLA could not compile the step: again without it
+            if not xla.without_xla(self, err):
+                raise
+        return self._keras_fit(x, y, args, callbacks, kwargs)
+
+    def _keras_fit(self, x, y, args, callbacks, kwargs):
         import tensorflow as tf
 
         try:
             return super().fit(x, y, *args, callbacks=callbacks, **kwargs)
         except tf.errors.InvalidArgumentError as err:
+            if xla.is_compile_error(err):
+                raise
             clear = guard.error_from(err) or checks.label_error(err) or \
                 stream.clear_error(err)
             if clear is None:
@@ -542,16 +577,29 @@ class Distiller(keras.Model):
         arrays are streamed in batches."""
         self._resolve_from_data(x, y, "evaluate")
         self._check_arrays(x, y, "evaluate")
+        self._sync_teacher()
         x, y, kwargs = stream.fit_arguments(x, y, kwargs, training=False)
+        try:
+            return super().evaluate(x, y, *args, **kwargs)
+        except Exception as err:  # XLA could not compile the step: again without it
+            if not xla.without_xla(self, err):
+                raise
         return super().evaluate(x, y, *args, **kwargs)
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
         self._resolve_from_data(x, y, "train_on_batch")
+        self._sync_teacher()
         return super().train_on_batch(x, y, *args, **kwargs)
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
         self._resolve_from_data(x, y, "test_on_batch")
+        self._sync_teacher()
         return super().test_on_batch(x, y, *args, **kwargs)
+
+    def _sync_teacher(self):
+        """The teacher_dtype copy takes the teacher's current weights."""
+        if self.teacher is not None:
+            precision.sync_weights(self.teacher, self._forward_teacher)
 
     def _check_arrays(self, x, y, where, validation=None):
         check_training_arrays(x, y, self.student, where, outputs=self.output_kinds)
@@ -577,6 +625,7 @@ class Distiller(keras.Model):
             "task": (self.task if self._heads is None
                      else outputs_lib.to_config(self.output_kinds)),
             "mixup": self.mixup,
+            "teacher_dtype": self.teacher_dtype,
             # A Keras layer is saved; a plain function is not (pass it again after loading).
             "augment": (keras.saving.serialize_keras_object(self.augment)
                         if isinstance(self.augment, keras.layers.Layer) else None),
