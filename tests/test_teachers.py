@@ -239,6 +239,20 @@ def test_teacher_and_student_see_the_same_augmented_inputs(kind, x6):
     np.testing.assert_array_equal(_Recorder.seen["t_rec"][0], x6)
 
 
+def test_cache_with_a_feature_hint_is_refused(digits, trained_teacher):
+    from keras_distill import losses
+    from keras_distill.presets import student_cnn
+
+    d = Distiller(trained_teacher, student_cnn(digits.input_shape, 10),
+                  losses=["kl", losses.FeatureHint("relu3", "conv1")])
+    d.compile("adam")
+    with pytest.raises(ValueError, match="cannot be combined with feature-hint losses"):
+        d.fit(digits.x_train, digits.y_train, epochs=1, verbose=0, cache_teacher=True)
+    ds = cache_outputs(trained_teacher, digits.x_train[:64], digits.y_train[:64])
+    with pytest.raises(ValueError, match="cannot feed feature-hint losses"):
+        d.fit(ds, epochs=1, verbose=0)
+
+
 def test_cache_with_augmentation_is_refused(digits, trained_teacher):
     d = Distiller(trained_teacher, student_mlp(digits.input_shape, 10),
                   augment=keras.layers.RandomTranslation(0.1, 0.1))

@@ -74,6 +74,11 @@ class Cached:
                 "cache_teacher cannot be combined with augment or mixup: augmented inputs "
                 "change every epoch, so the teacher must see each one. Turn the cache off, or "
                 "the augmentation.")
+        if any(index is None for index, _, _ in distiller._loss_items):
+            raise ValueError(
+                "cache_teacher cannot be combined with feature-hint losses (FeatureHint): the "
+                "cache holds the teacher's outputs, not its intermediate features, which the "
+                "teacher must compute at every step. Turn the cache off, or the hint loss.")
         teacher = distiller.file_teacher or distiller.teacher
         if cache is not True:
             store = store_lib.open_store(cache)
