@@ -251,6 +251,12 @@ class PruningCallback(keras.callbacks.Callback):
 
     # -- callback hooks -------------------------------------------------------------------
     def on_train_begin(self, logs=None):
+        every = getattr(self.model, "steps_per_execution", 1) or 1
+        if every > 1:
+            raise ValueError(
+                f"pruning applies its masks after every batch, but the model was compiled "
+                f"with steps_per_execution={every} (Keras then calls callbacks once per "
+                f"{every} batches): compile it with steps_per_execution=1.")
         self._prunable_kernels()
         if self.schedule == "polynomial" and self.resolved_end_step is None:
             self.resolved_end_step = self._resolve_end_step()

@@ -24,6 +24,7 @@ from keras_distill.pipeline.models import (
     measure,
     same_file,
     save_model,
+    steps_per_execution,
     teacher_path,
 )
 from keras_distill.pipeline.results import ModelInfo
@@ -234,7 +235,13 @@ def cache_kwargs(ctx):
     if ctx.cfg["teacher_outputs"]:
         return {"cache_teacher": ctx.cfg["teacher_outputs"]}
     if not ctx.cfg["cache_teacher"]:
-        return {}
+        from keras_distill.data import is_lazy
+
+        # Arrays in memory are the same inputs every epoch (the pipeline does not augment):
+        # the teacher runs once over them, in memory, instead of once per batch and epoch
+        # (not for feature hints, which need the teacher's features at every step).
+        hints = any(spec["name"] == "feature_hint" for spec in ctx.cfg["losses"])
+        return {} if hints or is_lazy(ctx.data.x_train) else {"cache_teacher": True}
     return {"cache_teacher": True, "cache_dir": os.path.join(ctx.out_dir, CACHE_DIR)}
 
 
@@ -290,7 +297,8 @@ def train_teacher(ctx, teacher, ref, *, name="teacher", seed=None, path=None):
                 f"{epochs_text(epochs)}.")
 
     def trainable():
-        compile_supervised(teacher, cfg["teacher.learning_rate"], ctx.data.task)
+        compile_supervised(teacher, cfg["teacher.learning_rate"], ctx.data.task,
+                           steps_per_execution(cfg, "teacher"))
         return teacher
     return train_stage(ctx, info, trainable, label=label, path=path, seed=seed)
 

@@ -3,7 +3,13 @@ teacher, quantization-aware fine-tuning, and which student to export."""
 
 from __future__ import annotations
 
-from keras_distill.pipeline.models import build, check_fits_data, compile_supervised, make_distiller
+from keras_distill.pipeline.models import (
+    build,
+    check_fits_data,
+    compile_supervised,
+    make_distiller,
+    steps_per_execution,
+)
 from keras_distill.pipeline.results import ModelInfo
 from keras_distill.pipeline.stages import (
     QAT_LEARNING_RATE_FACTOR,
@@ -77,7 +83,8 @@ def train_baseline(ctx, student, *, path=None):
                 f"parameters, {epochs_text(cfg['epochs'])}" + _pruned_text(cfg) + ").")
 
     def trainable():
-        compile_supervised(student, cfg["learning_rate"], ctx.data.task)
+        compile_supervised(student, cfg["learning_rate"], ctx.data.task,
+                           steps_per_execution(cfg))
         return student
     return train_stage(ctx, info, trainable, label="Baseline", path=path,
                        pruning=pruning_schedule(ctx))
@@ -101,7 +108,8 @@ def train_distilled(ctx, teacher, student, *, path=None):
     def trainable():
         distiller = make_distiller(cfg, teacher, student, task)
         distiller.compile(optimizer=keras.optimizers.Adam(cfg["learning_rate"]),
-                          metrics=distiller_metrics(task))
+                          metrics=distiller_metrics(task),
+                          steps_per_execution=steps_per_execution(cfg))
         trainable.distiller = distiller
         return distiller
     train_stage(ctx, info, trainable, label="Distilling", path=path,
@@ -150,7 +158,8 @@ def train_qat(ctx, teacher, chosen, *, path=None):
             ctx.data.x_train, cfg["calibration_samples"], seed=cfg["seed"]))
         distiller = make_distiller(cfg, teacher, model, ctx.data.task)
         distiller.compile(optimizer=keras.optimizers.Adam(rate),
-                          metrics=distiller_metrics(ctx.data.task))
+                          metrics=distiller_metrics(ctx.data.task),
+                          steps_per_execution=steps_per_execution(cfg))
         return distiller
 
     def keep_zeros(model):
