@@ -74,17 +74,16 @@ def guarded_apply(guard, optimizer, named, grads, variables):
     import tensorflow as tf
 
     pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        # mixed_float16: scaled gradients overflow now and then by design; the loss-scale
+        # optimizer skips those steps and lowers its scale. The loss terms are still checked.
+        pairs = []
     guard.names = [("term", n) for n in named] + [("gradient", v.path) for _, v in pairs]
     if tf.distribute.get_strategy().num_replicas_in_sync > 1:
         with tf.control_dependencies(_assertions(named, pairs)):
             grads = [None if g is None else tf.identity(g) for g in grads]
         optimizer.apply_gradients(zip(grads, variables))
         return
-    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        # mixed_float16: scaled gradients overflow now and then by design; the loss-scale
-        # optimizer skips those steps and lowers its scale. The loss terms are still checked.
-        guard.names = guard.names[:len(named)]
-        pairs = []
     flags = tf.stack([tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v)))
                       for v in [*named.values(), *(g for g, _ in pairs)]])
     finite = tf.reduce_all(flags)

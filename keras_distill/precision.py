@@ -41,36 +41,54 @@ def check_teacher_dtype(value, teacher):
     return value
 
 
+#: Compute dtypes that mixed precision gives (what ``float32_model`` undoes).
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def _is_float_policy(layer):
+    return getattr(layer, "compute_dtype", None) in ("float32", *LOW_PRECISION)
+
+
 def recast(model, policy):
-    """A copy of ``model`` (Functional or Sequential) whose layers have the dtype ``policy``,
-    its weights copied."""
+    """A copy of ``model`` (Functional or Sequential, nested ones too) whose float layers have
+    the dtype ``policy`` (integer and string layers keep theirs), its weights copied."""
+    from keras_distill.graph import all_layers
+
     def clone(layer):
         config = layer.get_config()
-        if "dtype" in config:
+        if "dtype" in config and _is_float_policy(layer):
             config["dtype"] = policy
         return layer.__class__.from_config(config)
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    left = [layer.name for layer in all_layers(copy) if _is_float_policy(layer)
+            and not isinstance(layer, (keras.Model, keras.layers.InputLayer))
+            and layer.compute_dtype != policy.compute_dtype]
+    if left:
+        raise ValueError(f"layers {left} keep their own dtype in the copy (layers built "
+                         "inside custom layers are not recast)")
     sync_weights(model, copy)
     return copy
 
 
 def float32_model(model):
-    """``model``, or where a layer computes in another dtype (a student built under
+    """``model``, or where a layer computes in bfloat16 or float16 (a student built under
     ``mixed_bfloat16`` or ``mixed_float16``) its float32 copy: TFLite and ONNX converters get
     float32 graphs (a bfloat16 ``Conv2D`` is not a TFLite builtin op)."""
     from keras_distill.graph import all_layers
 
-    if all(getattr(layer, "compute_dtype", "float32") in ("float32", None)
-           for layer in all_layers(model)):
+    low = [layer.name for layer in all_layers(model)
+           if getattr(layer, "compute_dtype", None) in LOW_PRECISION]
+    if not low:
         return model
     try:
         return recast(model, keras.DTypePolicy("float32"))
     except Exception as err:  # noqa: BLE001 (any failure to clone: named in the message)
         raise ValueError(
-            f"the model {model.name!r} computes in {model.compute_dtype} (a mixed-precision "
-            f"policy) and could not be copied to float32 for export ({err}). Rebuild it under "
-            "keras.config.set_dtype_policy('float32') and copy its weights.") from None
+            f"the model {model.name!r} has layers computing in low precision ({low[:5]}, a "
+            f"mixed-precision policy) and could not be copied to float32 for export ({err}). "
+            "Rebuild it under keras.config.set_dtype_policy('float32') and copy its "
+            "weights.") from None
 
 
 def teacher_copy(teacher, dtype):

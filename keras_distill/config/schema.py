@@ -129,8 +129,9 @@ _TOP_LEVEL = [
         "refuse .keras files with Lambda layers (they can run arbitrary code; "
         "--allow-unsafe = --no-safe-mode)", group="general"),
     Key("cache_teacher", "bool", False, checks.boolean,
-        "compute the teacher's outputs once and reuse them every epoch (stored in "
-        "<out_dir>/cache)", _TRAINING, group="teacher"),
+        "store the teacher's outputs in <out_dir>/cache, reused by later runs on the same "
+        "teacher and data (without it, data in memory are labelled once per run, in memory; "
+        "streamed data by the teacher at every step)", _TRAINING, group="teacher"),
     Key("teacher_outputs", "str", None, checks.nonempty_string,
         "a teacher-output store written before (keras-distill label, or cache_teacher): the "
         "distilled student reads the teacher's outputs from it instead of running the teacher",

@@ -551,12 +551,7 @@ class Distiller(keras.Model):
             cached.close()
 
     def _fit(self, x, y, args, callbacks, kwargs):
-        try:
-            return self._keras_fit(x, y, args, callbacks, kwargs)
-        except Exception as err:  # XLA could not compile the step: again without it
-            if not xla.without_xla(self, err):
-                raise
-        return self._keras_fit(x, y, args, callbacks, kwargs)
+        return xla.retrying(self, lambda: self._keras_fit(x, y, args, callbacks, kwargs))
 
     def _keras_fit(self, x, y, args, callbacks, kwargs):
         import tensorflow as tf
@@ -579,22 +574,29 @@ class Distiller(keras.Model):
         self._check_arrays(x, y, "evaluate")
         self._sync_teacher()
         x, y, kwargs = stream.fit_arguments(x, y, kwargs, training=False)
-        try:
-            return super().evaluate(x, y, *args, **kwargs)
-        except Exception as err:  # XLA could not compile the step: again without it
-            if not xla.without_xla(self, err):
-                raise
-        return super().evaluate(x, y, *args, **kwargs)
+        return xla.retrying(self, lambda: super(Distiller, self).evaluate(x, y, *args,
+                                                                          **kwargs))
 
     def train_on_batch(self, x, y=None, *args, **kwargs):
         self._resolve_from_data(x, y, "train_on_batch")
         self._sync_teacher()
-        return super().train_on_batch(x, y, *args, **kwargs)
+        self._guard.reset()
+        out = xla.retrying(self, lambda: super(Distiller, self).train_on_batch(
+            x, y, *args, **kwargs))
+        message = self._guard.message()  # as fit does: the step was not applied
+        if message is not None:
+            raise FloatingPointError(f"Distillation stopped: {message}")
+        return out
 
     def test_on_batch(self, x, y=None, *args, **kwargs):
         self._resolve_from_data(x, y, "test_on_batch")
         self._sync_teacher()
-        return super().test_on_batch(x, y, *args, **kwargs)
+        return xla.retrying(self, lambda: super(Distiller, self).test_on_batch(
+            x, y, *args, **kwargs))
+
+    def predict(self, x, *args, **kwargs):
+        """``keras.Model.predict``: the student's outputs."""
+        return xla.retrying(self, lambda: super(Distiller, self).predict(x, *args, **kwargs))
 
     def _sync_teacher(self):
         """The teacher_dtype copy takes the teacher's current weights."""

@@ -104,9 +104,10 @@ def build(cfg, role, data, name, ref=None):
 
 
 #: Batches per compiled call of a stage's ``fit`` (Keras's ``steps_per_execution``): the same
-#: updates in the same order, with Keras's per-batch Python work (callbacks, the iterator, the
-#: call into the graph) paid once per 32 batches. On the bundled digits it takes about a fifth
-#: off each stage's fit (``bench/run_speed.py``).
+#: updates in the same order (bit-identical weights, ``tests/test_speed.py``), with Keras's
+#: per-batch Python work (callbacks, the iterator, the call into the graph) paid once per 32
+#: batches. Measured on digits, alone: 3-12% of a stage's CPU time; within the noise of a whole
+#: ``keras-distill run`` (``bench/run_speed.py``).
 STEPS_PER_EXECUTION = 32
 
 

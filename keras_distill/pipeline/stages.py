@@ -230,8 +230,8 @@ def pruning_schedule(ctx):
     return make
 
 
-def cache_kwargs(ctx):
-    """``fit`` keyword arguments of ``cache_teacher``."""
+def cache_kwargs(ctx, teacher=None):
+    """``fit`` keyword arguments of ``cache_teacher`` for distilling from ``teacher``."""
     if ctx.cfg["teacher_outputs"]:
         return {"cache_teacher": ctx.cfg["teacher_outputs"]}
     if not ctx.cfg["cache_teacher"]:
@@ -241,8 +241,25 @@ def cache_kwargs(ctx):
         # the teacher runs once over them, in memory, instead of once per batch and epoch
         # (not for feature hints, which need the teacher's features at every step).
         hints = any(spec["name"] == "feature_hint" for spec in ctx.cfg["losses"])
-        return {} if hints or is_lazy(ctx.data.x_train) else {"cache_teacher": True}
+        exact = teacher is not None and _cached_outputs_are_exact(teacher)
+        return {"cache_teacher": True} if exact and not hints and \
+            not is_lazy(ctx.data.x_train) else {}
     return {"cache_teacher": True, "cache_dir": os.path.join(ctx.out_dir, CACHE_DIR)}
+
+
+def _cached_outputs_are_exact(teacher):
+    """Whether the teacher's cached outputs (what ``predict`` returns) give the Distiller the
+    values it reads in the step: not for a teacher whose logits it reads before a final
+    softmax or sigmoid (probabilities saturate in float32: a sigmoid logit of 20 comes back as
+    87), which is then run at every step."""
+    import keras
+
+    from keras_distill import outputs
+    from keras_distill.distiller.teacher_logits import TeacherLogits
+
+    if not isinstance(teacher, keras.Model):
+        return False
+    return not TeacherLogits(teacher, len(outputs.names(teacher)), "auto").needs_view
 
 
 # ------------------------------------------------------------------------------------------

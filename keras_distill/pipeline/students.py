@@ -103,7 +103,7 @@ def train_distilled(ctx, teacher, student, *, path=None):
                 + (f"temperature {cfg['temperature']:g}, " if hot else "")
                 + f"alpha {cfg['alpha']:g}, {epochs_text(cfg['epochs'])}"
                 + _pruned_text(cfg)
-                + (", teacher outputs computed once" if cfg["cache_teacher"] else "") + ").")
+                + (", teacher outputs stored in cache/" if cfg["cache_teacher"] else "") + ").")
 
     def trainable():
         distiller = make_distiller(cfg, teacher, student, task)
@@ -113,7 +113,7 @@ def train_distilled(ctx, teacher, student, *, path=None):
         trainable.distiller = distiller
         return distiller
     train_stage(ctx, info, trainable, label="Distilling", path=path,
-                pruning=pruning_schedule(ctx), fit_kwargs=cache_kwargs(ctx))
+                pruning=pruning_schedule(ctx), fit_kwargs=cache_kwargs(ctx, teacher))
     _log_cache(getattr(trainable, "distiller", None), ctx.log)
     return info
 
@@ -165,7 +165,7 @@ def train_qat(ctx, teacher, chosen, *, path=None):
     def keep_zeros(model):
         return [compress.keep_sparsity(model)] if cfg["prune"] else []
     train_stage(ctx, info, trainable, label="QAT", path=path, callbacks=keep_zeros,
-                fit_kwargs=cache_kwargs(ctx))
+                fit_kwargs=cache_kwargs(ctx, teacher))
     if cfg["prune"]:
         record_sparsity(info, ctx.log, cfg["quiet"])
     return info
