@@ -279,3 +279,17 @@ def test_the_run_labels_in_memory_data_once_when_the_cache_is_exact(trained_teac
     assert cache_kwargs(_ctx(InMemory(x)), trained_teacher) == {}
     assert cache_kwargs(_ctx(x, cache_teacher=True), trained_teacher)["cache_dir"].endswith(
         "cache")
+
+
+def test_pruning_refuses_several_steps_per_execution(digits):
+    """Pruning applies its masks after every batch: with 4 batches per call Keras would call it
+    once per 4, and the weights between would not be pruned."""
+    from keras_distill.compress import prune
+
+    model, callback = prune(student_cnn(digits.input_shape, 10, width=8), target_sparsity=0.5)
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=4)
+    with pytest.raises(ValueError, match=r"steps_per_execution=4 .*compile it with "
+                                         r"steps_per_execution=1"):
+        model.fit(digits.x_train[:256], digits.y_train[:256], epochs=1, verbose=0,
+                  callbacks=[callback])
