@@ -5,7 +5,7 @@ Both the loss terms and every gradient are checked, in the same compiled step, b
 optimizer applies anything: with oneDNN (TensorFlow's default on x86) ``ReLU(NaN)`` is 0, so a
 NaN input can leave every loss term finite while the first layer's gradient is NaN.
 
-Two mechanisms, one promise:
+One promise, kept three ways:
 
 * In a single-replica step (eager, graph or XLA-compiled), the step computes one finite flag
   per term and gradient, applies the update only when all are finite (``tf.cond``), and records
