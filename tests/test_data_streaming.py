@@ -551,7 +551,7 @@ def test_qat_calibrates_on_rows_of_the_whole_split_not_its_first_rows(monkeypatc
                                 ckpt=types.SimpleNamespace(finished=lambda name: None))
     monkeypatch.setattr(compress, "quantize_aware", lambda model, name: model)
     monkeypatch.setattr(compress, "calibrate", calibrate)
-    monkeypatch.setattr(students, "cache_kwargs", lambda ctx: {})
+    monkeypatch.setattr(students, "cache_kwargs", lambda ctx, teacher=None: {})
     with pytest.raises(Calibrated):
         students.train_qat(ctx, None, types.SimpleNamespace(name="s", model=None))
     assert len(seen["labels"]) == 40 and set(seen["labels"]) == {0, 1, 2, 3}
