@@ -64,6 +64,7 @@ def test_feature_hints(tmp_path):
     assert r["student_accuracy"] > 0.3  # well above chance (0.1) after 4 epochs
 
 
+@pytest.mark.slow
 def test_micro_export(tmp_path, monkeypatch, capsys):
     if not os.path.exists(os.path.join(EXAMPLES, "micro_export.py")):
         pytest.skip("examples/micro_export.py is not there yet")

@@ -241,6 +241,7 @@ def _nan_step_in_a_process(onednn):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_a_nan_in_a_streamed_batch_never_reaches_the_weights():
     """On both CPU-kernel settings (oneDNN makes ReLU(NaN) 0, so the loss can stay finite while
     a gradient is NaN: this process's setting here, the other one in a child process), compiled

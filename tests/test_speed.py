@@ -34,6 +34,7 @@ def _one_step(teacher, digits, jit):
     return before, after, d.student.get_weights()
 
 
+@pytest.mark.slow
 def test_xla_on_and_off_give_the_same_loss_on_one_batch(trained_teacher, digits):
     plain = _one_step(trained_teacher, digits, False)
     fused = _one_step(trained_teacher, digits, True)
@@ -73,6 +74,7 @@ def _python_op_teacher(trained_teacher, digits):
     return keras.Model(x, trained_teacher(PyIdentity()(x)), name="py_teacher")
 
 
+@pytest.mark.slow
 def test_try_falls_back_to_no_xla_when_xla_cannot_compile_the_step(trained_teacher, digits):
     teacher = _python_op_teacher(trained_teacher, digits)
     histories, notes = {}, {}
@@ -96,6 +98,7 @@ def test_try_falls_back_to_no_xla_when_xla_cannot_compile_the_step(trained_teach
               verbose=0)
 
 
+@pytest.mark.slow
 def test_a_fallback_in_the_validation_pass_keeps_fit_going(trained_teacher, digits):
     """Cached outputs: the train step (no teacher) compiles under XLA, the validation step (the
     teacher runs) does not; fit falls back there and trains on to the end."""
@@ -134,6 +137,7 @@ def test_compile_config_keeps_the_jit_compile_asked_for(trained_teacher, digits,
     assert loaded.jit_compile is d.jit_compile
 
 
+@pytest.mark.slow
 def test_steps_per_execution_trains_as_one_step_at_a_time(trained_teacher, digits):
     weights = []
     for every in (1, 8):

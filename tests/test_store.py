@@ -356,6 +356,7 @@ def test_resume_keeps_the_store_shard_size_and_streams_read_a_bounded_chunk(tmp_
     assert Counted.largest <= 21
 
 
+@pytest.mark.slow
 def test_reading_many_shards_keeps_a_bounded_number_of_files_open(tmp_path, data):
     x, _ = data
     written = store.write(_teacher(), x, tmp_path / "s", shard_size=2, top_k=2)  # 150 shards
@@ -364,6 +365,7 @@ def test_reading_many_shards_keeps_a_bounded_number_of_files_open(tmp_path, data
     assert len(reader._maps) <= store.shards.OPEN_MAPS < 3 * written.shard_count()
 
 
+@pytest.mark.slow
 def test_two_processes_create_the_same_store_at_once(tmp_path):
     import subprocess
     import sys

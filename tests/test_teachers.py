@@ -316,6 +316,7 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_one_device(tmp_path):
     script, result = tmp_path / "mirrored.py", tmp_path / "out.json"
     script.write_text(MIRRORED)
