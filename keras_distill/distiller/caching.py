@@ -74,7 +74,7 @@ class Cached:
                 "cache_teacher cannot be combined with augment or mixup: augmented inputs "
                 "change every epoch, so the teacher must see each one. Turn the cache off, or "
                 "the augmentation.")
-        if any(index is None for index, _, _ in distiller._loss_items):
+        if distiller.hint_adapters:  # one per feature-hint loss
             raise ValueError(
                 "cache_teacher cannot be combined with feature-hint losses (FeatureHint): the "
                 "cache holds the teacher's outputs, not its intermediate features, which the "

@@ -45,38 +45,16 @@ class TeacherLogits:
     """
 
     def __init__(self, teacher, count, teacher_outputs):
-        activations = outputs_lib.activations(teacher) if teacher is not None else []
-        self.activations = (list(activations) + [None] * count)[:count]
-        sources = None if teacher is None or hasattr(teacher, "output_activation") else \
-            teachers_lib.logit_sources(teacher)
-        linear = (outputs_lib.visibly_linear(teacher) if teacher is not None else []) + \
-            [False] * count
-        self.forms, self.raw_forms, tensors, self.dense_heads = [], [], [], []
-        for i, activation in enumerate(self.activations):
-            source = sources[i] if sources and i < len(sources) else None
-            exact = activation is not None and source is not None and (
-                source[1] is not None or source[0] is not teacher.outputs[i])
-            if exact:
-                self.forms.append("logits")
-            elif teacher_outputs != "auto":
-                self.forms.append(teacher_outputs)
-            elif activation is not None:
-                self.forms.append("probabilities")
-            else:  # a visibly linear last layer holds logits; else the first batch decides
-                self.forms.append("logits" if linear[i] else "auto")
-            # What teacher.predict returns, as cached outputs hold it: after the activation.
-            self.raw_forms.append("probabilities" if exact else self.forms[-1])
-            tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
-            self.dense_heads.append(source[1] if exact else None)
-        # A view of the teacher, when any output's logits lie before its final activation.
-        self.needs_view = any(f == "logits" and a is not None
-                              for f, a in zip(self.forms, self.activations))
-        self.tensors = tensors if self.needs_view else None
+        plan = _read_plan(teacher, count, teacher_outputs)
+        self.activations, self.forms, self.raw_forms = plan.activations, plan.forms, \
+            plan.raw_forms
+        self.dense_heads, self.needs_view = plan.dense_heads, plan.needs_view
+        self.tensors = plan.tensors if self.needs_view else None
         self.variables = []
         for i, activation in enumerate(self.activations):
             value = {"logits": 0, "probabilities": 1}.get(teacher_outputs, -1)
             if teacher_outputs == "auto":
-                value = 1 if activation is not None else (0 if linear[i] else -1)
+                value = 1 if activation is not None else (0 if plan.linear[i] else -1)
             self.variables.append(keras.Variable(
                 value, dtype="int32", trainable=False,
                 name="teacher_output_kind" if i == 0 else f"teacher_output_kind_{i}",
@@ -109,3 +87,45 @@ class TeacherLogits:
         decided = ops.where(variable < 0, ops.cast(looks, "int32"), variable)
         variable.assign(decided)
         return ops.where(decided == 1, converted, out)
+
+
+def reads_before_activation(teacher, count):
+    """Whether the Distiller reads ``teacher``'s logits before a final softmax or sigmoid (a
+    view of the teacher): its cached outputs (what ``predict`` returns, probabilities) then
+    differ from what the step reads, since probabilities saturate in float32."""
+    return _read_plan(teacher, count, "auto").needs_view
+
+
+def _read_plan(teacher, count, teacher_outputs):
+    """Where each output's logits come from (see :class:`TeacherLogits`), without creating
+    its variables."""
+    import types
+
+    activations = outputs_lib.activations(teacher) if teacher is not None else []
+    activations = (list(activations) + [None] * count)[:count]
+    sources = None if teacher is None or hasattr(teacher, "output_activation") else \
+        teachers_lib.logit_sources(teacher)
+    linear = (outputs_lib.visibly_linear(teacher) if teacher is not None else []) + \
+        [False] * count
+    forms, raw_forms, tensors, dense_heads = [], [], [], []
+    for i, activation in enumerate(activations):
+        source = sources[i] if sources and i < len(sources) else None
+        exact = activation is not None and source is not None and (
+            source[1] is not None or source[0] is not teacher.outputs[i])
+        if exact:
+            forms.append("logits")
+        elif teacher_outputs != "auto":
+            forms.append(teacher_outputs)
+        elif activation is not None:
+            forms.append("probabilities")
+        else:  # a visibly linear last layer holds logits; else the first batch decides
+            forms.append("logits" if linear[i] else "auto")
+        # What teacher.predict returns, as cached outputs hold it: after the activation.
+        raw_forms.append("probabilities" if exact else forms[-1])
+        tensors.append(source[0] if exact else (teacher.outputs[i] if sources else None))
+        dense_heads.append(source[1] if exact else None)
+    # A view of the teacher, when any output's logits lie before its final activation.
+    needs_view = any(f == "logits" and a is not None for f, a in zip(forms, activations))
+    return types.SimpleNamespace(activations=activations, forms=forms, raw_forms=raw_forms,
+                                 tensors=tensors, dense_heads=dense_heads, linear=linear,
+                                 needs_view=needs_view)

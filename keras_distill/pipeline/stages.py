@@ -255,11 +255,11 @@ def _cached_outputs_are_exact(teacher):
     import keras
 
     from keras_distill import outputs
-    from keras_distill.distiller.teacher_logits import TeacherLogits
+    from keras_distill.distiller.teacher_logits import reads_before_activation
 
     if not isinstance(teacher, keras.Model):
         return False
-    return not TeacherLogits(teacher, len(outputs.names(teacher)), "auto").needs_view
+    return not reads_before_activation(teacher, len(outputs.names(teacher)))
 
 
 # ------------------------------------------------------------------------------------------
