@@ -238,3 +238,23 @@ def corrupt_keras_file(kind, good, path):
             archive.writestr("metadata.json", src.read("metadata.json"))
     elif kind == "bit flip in weights":
         _flip_weights_byte(good, path)
+
+
+def segfault_on_int8(saved_model_dir, quantization="float32", **kwargs):
+    """``tflite.convert`` that crashes its process natively (SIGSEGV) for ``int8``: a stand-in
+    for the calibrator's real segfaults, pointed to by ``export.steps.CONVERT`` in a test."""
+    if quantization == "int8":
+        import ctypes
+
+        ctypes.string_at(0)  # reads address 0: a segmentation fault
+    from keras_distill.export import tflite
+
+    return tflite.convert(saved_model_dir, quantization, **kwargs)
+
+
+def raise_unsupported():
+    """Raises an error with attributes in the worker process (isolation's round trip)."""
+    from keras_distill.verify.litert import UnsupportedOpError
+
+    raise UnsupportedOpError("Op SIN in layer 'wave' cannot be quantized", op="SIN",
+                             layer="wave", mode="int8")

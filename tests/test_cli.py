@@ -398,6 +398,7 @@ def test_export_command_and_a_failed_artifact(tiny_run, tmp_path, capsys, monkey
             raise RuntimeError("int8 converter crashed")
         return convert(saved_model, mode, **kwargs)
 
+    monkeypatch.setenv("KERAS_DISTILL_ISOLATE", "0")  # the patch is in this process
     monkeypatch.setattr(tflite, "convert", broken_int8)
     code, out, err = main(["export", model, "--formats", "tflite", "--quantization",
                            "float32,int8", "--out-dir", tmp_path, "--quiet"], capsys)

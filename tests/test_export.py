@@ -313,6 +313,7 @@ def test_float32_mismatch_raises_and_is_not_written(student, digits, tmp_path, m
     other.set_weights([w * 1.01 for w in student.get_weights()])
     wrong = tflite.convert(tflite.saved_model(other, str(tmp_path / "sm")), "float32")
     real_convert = tflite.convert
+    monkeypatch.setenv("KERAS_DISTILL_ISOLATE", "0")  # the patch is in this process
     monkeypatch.setattr(tflite, "convert", lambda sm, mode, **kw: wrong if mode == "float32"
                         else real_convert(sm, mode, **kw))
     out = tmp_path / "out"

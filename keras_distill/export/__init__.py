@@ -154,8 +154,9 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             calibration_samples < 1:
         raise ValueError(f"calibration_samples must be a positive int; got "
                          f"{calibration_samples!r}.")
-    from keras_distill import precision
+    from keras_distill import isolation, precision
 
+    isolation.warm_up()  # the worker imports TensorFlow while the model is traced below
     model = precision.float32_model(model)  # a mixed-precision model: its float32 copy
     kinds = checks.resolve_outputs(model, task, checks.split_eval_data(eval_data)[1])
     labels = checks.check_labels(labels, model_info, kinds)

@@ -21,9 +21,9 @@ import warnings
 
 import numpy as np
 
-from keras_distill import io
+from keras_distill import io, isolation
 from keras_distill.export.artifacts import Artifact, VerificationError
-from keras_distill.verify import KEYS, verify_file
+from keras_distill.verify import KEYS
 from keras_distill.verify.per_output import reference_keys
 
 #: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
@@ -31,6 +31,12 @@ FLOAT32_TOLERANCE = 1e-4
 #: What is not known of a micro artifact made without tflite-micro (``metrics["unchecked"]``).
 MICRO_UNCHECKED = ("not run in TFLM: its outputs, whether TFLM has a kernel for each of its "
                    "ops, and its tensor arena (estimated from its tensors) are unchecked")
+#: The tasks that can crash natively, run in keras-distill's worker process
+#: (:mod:`keras_distill.isolation`); module attributes so that a test can point one at a
+#: function that crashes.
+CONVERT = "keras_distill.export.tflite:convert"
+VERIFY = "keras_distill.verify:verify_file"
+ONNX_QUANTIZE = "keras_distill.export.onnx:quantize_int8"
 
 
 @dataclasses.dataclass
@@ -135,6 +141,8 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
         record.size_bytes = record.sha256 = None
         for name in names:
             io.remove_quietly(os.path.join(out_dir, name))
+        if isinstance(exc, isolation.NativeCrash):
+            record.details["crash"] = exc.to_dict()
         if not isinstance(exc, VerificationError):
             warnings.warn(f"export: {fmt} {mode} failed: {record.error}", stacklevel=4)
     if record.status == "unverified":
@@ -143,6 +151,28 @@ def produce(fmt, mode, subject, builder, out_dir, verification):
                       stacklevel=4)
     record.seconds = round(time.perf_counter() - start, 3)
     return record
+
+
+def convert(subject, saved_model_dir, mode):
+    """``tflite.convert`` in the worker process: the converter and its calibrator can crash
+    natively (they have segfaulted on an LSTM at batch 1)."""
+    from keras_distill.registry import CALIBRATED_MODES
+
+    calibrated = mode in CALIBRATED_MODES and subject.calibration is not None
+    return isolation.call(
+        CONVERT, saved_model_dir, mode, representative_data=subject.calibration,
+        layer_names=subject.layer_names,
+        stage=f"TFLite {mode} conversion" + (" and calibration" if calibrated else ""),
+        remedy=_crash_remedy(subject, "the TFLite converter"))
+
+
+def _crash_remedy(subject, what):
+    from keras_distill.graph import all_layers
+
+    types = sorted({type(layer).__name__ for layer in all_layers(subject.model)})
+    return (f"The model's layer types: {', '.join(types)}. The crash is in {what}, not in "
+            f"your code; for this artifact try another quantization mode, or find the layer "
+            f"that crashes it by exporting a model with fewer of these layer types.")
 
 
 def _runtime_missing(record):
@@ -171,11 +201,14 @@ def _record_unverified(record, model_bytes, out_dir, why):
 def _verify(record, subject, model_bytes, out_dir, verification):
     """Run the file just written, once; record metrics and what a deployment needs."""
     arena = record.details.get("arena", {}).get("arena_size")
-    result, on_disk = verify_file(os.path.join(out_dir, record.path), verification.x,
-                                  verification.y, subject.keras_outputs,
-                                  kind=verification.kind,
-                                  reference_outputs=verification.reference_outputs,
-                                  arena_size=arena)
+    runtime = {"tflite": "LiteRT", "onnx": "ONNX Runtime", "micro": "TensorFlow Lite Micro"}
+    result, on_disk = isolation.call(
+        VERIFY, os.path.join(out_dir, record.path), verification.x, verification.y,
+        subject.keras_outputs, kind=verification.kind,
+        reference_outputs=verification.reference_outputs, arena_size=arena,
+        stage=f"Running the {record.quantization} {record.format} artifact in "
+              f"{runtime[record.format]}",
+        remedy=_crash_remedy(subject, "the runtime"))
     if bytes(on_disk) != bytes(model_bytes):
         raise RuntimeError(f"{record.path} on disk does not hold the converted model.")
     record.size_bytes = len(model_bytes)
@@ -266,9 +299,7 @@ def tflite_builder(subject, mode, workspace):
     def build():
         from keras_distill.export import tflite
 
-        data = tflite.convert(workspace.saved_model(subject, None), mode,
-                              representative_data=subject.calibration,
-                              layer_names=subject.layer_names)
+        data = convert(subject, workspace.saved_model(subject, None), mode)
         return {name: data}, data, io_record(tflite.io_details(data), _output_names(data))
     return [name], build
 
@@ -288,11 +319,11 @@ def onnx_int8_builder(subject, float_path, opset):
     name = f"{subject.name}_int8.onnx"
 
     def build():
-        from keras_distill.export import onnx as onnx_export
-
         with open(float_path, "rb") as f:  # the verified float model, as written
             float_bytes = f.read()
-        data = onnx_export.quantize_int8(float_bytes, subject.calibration)
+        data = isolation.call(ONNX_QUANTIZE, float_bytes, subject.calibration,
+                              stage="ONNX int8 quantization",
+                              remedy=_crash_remedy(subject, "ONNX Runtime's quantizer"))
         return ({name: data}, data, {"opset": opset, "scheme": "QDQ, per-channel weights, "
                                                            "float32 input and output"})
     return [name], build
@@ -312,9 +343,7 @@ def micro_builder(subject, workspace):
         from keras_distill.export import tflite
         from keras_distill.verify import micro as micro_runtime
 
-        data = tflite.convert(workspace.saved_model(subject, 1), "int8",
-                              representative_data=subject.calibration,
-                              layer_names=subject.layer_names)
+        data = convert(subject, workspace.saved_model(subject, 1), "int8")
         io_details = tflite.io_details(data)
         outputs = _output_names(data)
         if micro_runtime.runtime_available():

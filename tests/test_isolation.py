@@ -1,0 +1,70 @@
+"""Native crashes stay in keras-distill's worker process: the caller gets an exception, the
+other artifacts are made, the manifest records the crash."""
+
+import json
+import os
+
+import pytest
+
+from keras_distill import export, isolation
+from keras_distill.export import steps
+from keras_distill.verify.litert import UnsupportedOpError
+
+
+def test_a_segfault_becomes_an_exception_and_the_next_call_works():
+    with pytest.raises(isolation.NativeCrash, match=r"int8 calibration crashed the process "
+                       r"with SIGSEGV.*Try dynamic\.") as info:
+        isolation.call("ctypes:string_at", 0, stage="int8 calibration", remedy="Try dynamic.")
+    assert info.value.to_dict() == {"stage": "int8 calibration", "signal": "SIGSEGV",
+                                    "exitcode": -11}
+    assert isolation.call("os:getpid", stage="pid") != os.getpid()  # a new worker
+
+
+def test_an_abort_and_a_hang_are_named():
+    with pytest.raises(isolation.NativeCrash, match="SIGABRT"):
+        isolation.call("os:abort", stage="conversion")
+    with pytest.raises(isolation.NativeCrash, match=r"did not finish within 1 s") as info:
+        isolation.call("time:sleep", 30, stage="calibration", timeout=1)
+    assert info.value.signal == "timeout"
+    assert isolation.call("math:sqrt", 16.0, stage="after") == 4.0
+
+
+def test_a_python_error_keeps_its_type_message_and_attributes():
+    with pytest.raises(UnsupportedOpError, match="Op SIN in layer 'wave'") as info:
+        isolation.call("helpers:raise_unsupported", stage="conversion")
+    assert (info.value.op, info.value.layer, info.value.mode) == ("SIN", "wave", "int8")
+    assert "worker process" in info.value.__notes__[0]
+    with pytest.raises(json.JSONDecodeError):
+        isolation.call("json:loads", "{", stage="parse")
+
+
+def test_isolation_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("KERAS_DISTILL_ISOLATE", "0")
+    assert isolation.call("os:getpid", stage="pid") == os.getpid()
+
+
+def test_a_crashing_conversion_fails_its_artifact_only(student, digits, tmp_path,
+                                                       monkeypatch):
+    """The int8 conversion segfaults (in the worker): the float32 and dynamic artifacts are
+    made and verified, the int8 one is recorded as crashed, with no file, and this process
+    goes on."""
+    monkeypatch.setattr(steps, "CONVERT", "helpers:segfault_on_int8")
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="SIGSEGV"):
+        report = export(student, out, formats=("tflite",),
+                        quantization=("float32", "int8", "dynamic"),
+                        representative_data=digits.x_train[:50],
+                        eval_data=(digits.x_test[:40], digits.y_test[:40]))
+    assert report.get("tflite", "float32").ok and report.get("tflite", "dynamic").ok
+    failed = report.get("tflite", "int8")
+    assert failed.status == "failed" and "NativeCrash" in failed.error
+    assert "TFLite int8 conversion and calibration crashed the process with SIGSEGV" in \
+        failed.error
+    assert "Conv2D" in failed.error  # the model's layer types are named
+    assert sorted(p.name for p in out.glob("*.tflite")) == [
+        f"{report.name}_dynamic.tflite", f"{report.name}_float32.tflite"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    crashed = [a for a in manifest["artifacts"] if a["quantization"] == "int8"][0]
+    assert crashed["status"] == "failed"
+    assert crashed["details"]["crash"] == {"stage": "TFLite int8 conversion and calibration",
+                                           "signal": "SIGSEGV", "exitcode": -11}
