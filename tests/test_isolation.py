@@ -64,7 +64,50 @@ def test_a_crashing_conversion_fails_its_artifact_only(student, digits, tmp_path
     assert sorted(p.name for p in out.glob("*.tflite")) == [
         f"{report.name}_dynamic.tflite", f"{report.name}_float32.tflite"]
     manifest = json.loads((out / "manifest.json").read_text())
-    crashed = [a for a in manifest["artifacts"] if a["quantization"] == "int8"][0]
+    crashed = next(a for a in manifest["artifacts"] if a["quantization"] == "int8")
     assert crashed["status"] == "failed"
     assert crashed["details"]["crash"] == {"stage": "TFLite int8 conversion and calibration",
                                            "signal": "SIGSEGV", "exitcode": -11}
+
+
+def _recurrent_model(kind):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((12,))
+    h = layers.Embedding(50, 8)(inp)
+    h = {"lstm": lambda: layers.LSTM(16), "gru": lambda: layers.GRU(16),
+         "bidirectional": lambda: layers.Bidirectional(layers.LSTM(8))}[kind]()(h)
+    return keras.Model(inp, layers.Dense(3)(h), name=f"{kind}_net")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru", "bidirectional"])
+def test_recurrent_models_export_at_a_fixed_batch_and_survive_the_calibrator(kind, tmp_path):
+    """LSTM, GRU and Bidirectional convert to TFLite builtins at batch 1 (a WHILE loop of
+    builtin ops; a dynamic batch leaves TensorList ops); the int8 calibrator's segfault on them is an artifact's failure
+    with its cause, not the end of the process; ONNX float32 matches Keras."""
+    import numpy as np
+
+    from keras_distill.export import tflite
+
+    model = _recurrent_model(kind)
+    x = np.random.default_rng(0).integers(0, 50, size=(64, 12)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=64)
+    with pytest.warns(UserWarning, match="SIGSEGV"):
+        report = export(model, tmp_path, formats=("tflite", "onnx"),
+                        quantization=("float32", "dynamic", "int8"),
+                        representative_data=x, eval_data=(x, y))
+    for mode in ("float32", "dynamic"):
+        artifact = report.get("tflite", mode)
+        assert artifact.ok, artifact.error
+        assert artifact.details["inputs"][0]["shape"] == [1, 12]
+    assert report.get("tflite", "float32").metrics["max_abs_error"] <= 1e-4
+    ops = report.get("tflite", "float32").details["ops"]
+    assert "WHILE" in ops and not [op for op in ops if "TensorList" in op or "Flex" in op]
+    assert report.get("onnx", "float32").metrics["max_abs_error"] <= 1e-4
+    crashed = report.get("tflite", "int8")
+    assert crashed.status == "failed" and crashed.details["crash"]["signal"] == "SIGSEGV"
+    assert "tensorflow/tensorflow#41305" in crashed.error
+    with pytest.raises(tflite.UnsupportedOpError, match="TensorList ops.*batch_size=1"):
+        tflite.convert(tflite.saved_model(model, tmp_path / "sm"), "float32")

@@ -34,6 +34,9 @@ MICRO_UNCHECKED = ("not run in TFLM: its outputs, whether TFLM has a kernel for 
 #: The tasks that can crash natively, run in keras-distill's worker process
 #: (:mod:`keras_distill.isolation`); module attributes so that a test can point one at a
 #: function that crashes.
+#: Layer types whose conversion needs a static batch dimension.
+RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D",
+                    "ConvLSTM2D", "ConvLSTM3D")
 CONVERT = "keras_distill.export.tflite:convert"
 VERIFY = "keras_distill.verify:verify_file"
 ONNX_QUANTIZE = "keras_distill.export.onnx:quantize_int8"
@@ -66,6 +69,17 @@ class Subject:
 
         shape, dtype = tflite.input_spec(self.model)
         return checks.is_quantize_aware(self.model, shape, dtype)
+
+    @functools.cached_property
+    def tflite_batch(self):
+        """The batch size of its ``.tflite`` files: ``None`` (dynamic), or 1 for a recurrent
+        model (with a dynamic batch the converter leaves TensorList ops that TFLite has no
+        builtin for; with a static one the recurrence is a WHILE loop of builtin ops)."""
+        from keras_distill.graph import all_layers
+
+        recurrent = [layer for layer in all_layers(self.model)
+                     if type(layer).__name__ in RECURRENT_LAYERS]
+        return 1 if recurrent else None
 
     @functools.cached_property
     def layer_names(self):
@@ -170,6 +184,12 @@ def _crash_remedy(subject, what):
     from keras_distill.graph import all_layers
 
     types = sorted({type(layer).__name__ for layer in all_layers(subject.model)})
+    recurrent = sorted(set(types) & set(RECURRENT_LAYERS))
+    if recurrent and what == "the TFLite converter":
+        return (f"TensorFlow's int8 calibrator crashes on {', '.join(recurrent)} layers "
+                f"(tensorflow/tensorflow#41305, still so in TF 2.21): the float32, float16 and "
+                f"dynamic artifacts (int8 weights, float activations) are made without it; "
+                f"TensorFlow Lite Micro needs the int8 model, so there is none for this model.")
     return (f"The model's layer types: {', '.join(types)}. The crash is in {what}, not in "
             f"your code; for this artifact try another quantization mode, or find the layer "
             f"that crashes it by exporting a model with fewer of these layer types.")
@@ -299,7 +319,7 @@ def tflite_builder(subject, mode, workspace):
     def build():
         from keras_distill.export import tflite
 
-        data = convert(subject, workspace.saved_model(subject, None), mode)
+        data = convert(subject, workspace.saved_model(subject, subject.tflite_batch), mode)
         return {name: data}, data, io_record(tflite.io_details(data), _output_names(data))
     return [name], build
 

@@ -231,6 +231,14 @@ def _describe_converter_error(exc, quantization, layer_names):
         match = re.search(r"'(?:tf|tfl)\.(\w+)' op", str(exc))
         op = match.group(1) if match else None
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if "TensorList" in str(exc):  # the converter then blames "Op Const in layer None"
+        return UnsupportedOpError(
+            f"TFLite {quantization} conversion left TensorList ops, which TFLite has no builtin "
+            f"for: a recurrent layer (LSTM, GRU, RNN) converted with a dynamic batch "
+            f"dimension. Write the SavedModel with a fixed batch (saved_model(model, path, "
+            f"batch_size=1), as export() does for recurrent models): the recurrence then "
+            f"converts to builtin ops.", op="TensorListReserve", layer=None,
+            mode=quantization)
     if op is None:
         return RuntimeError(f"TFLite conversion ({quantization}) failed: {first_line}")
     hint = (f" {_FLOAT_FALLBACK}." if quantization in CALIBRATED_MODES else
