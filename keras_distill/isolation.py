@@ -170,6 +170,11 @@ class _Worker:
             reply = self._recv.recv() if answered else None
         except (EOFError, OSError):
             reply = None
+        except BaseException:  # Ctrl-C while waiting: a reply may still come; end the worker
+            self._proc.kill()
+            self._proc.wait()
+            self._close()
+            raise
         if reply is None:
             raise self._crashed(stage, remedy, timeout, hung=not answered)
         status, value = reply

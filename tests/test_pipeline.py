@@ -6,6 +6,7 @@ of its promises; the stages are observed through the public ``on_stage`` hook. S
 
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -82,12 +83,14 @@ def pruned_qat(tmp_path_factory):
         return make_runner(model_bytes, fmt, **kwargs)
 
     verify.make_runner = counting
+    os.environ["KERAS_DISTILL_ISOLATE"] = "0"  # the counting runner lives in this process
     try:
         cfg = cfg_of(out, prune="0.5", qat=True, qat_epochs="1", formats="tflite,onnx,micro",
                      quantization="int8")
         result = pipeline.run(cfg, log=quiet, on_stage=recorder)
     finally:
         verify.make_runner = make_runner
+        os.environ.pop("KERAS_DISTILL_ISOLATE", None)
     return result, out, recorder, runs
 
 
@@ -368,6 +371,7 @@ def resumed(interrupted, uninterrupted):
         return convert(saved_model, mode, **kwargs)
 
     tflite.convert = interrupted_int8
+    os.environ["KERAS_DISTILL_ISOLATE"] = "0"  # the patched converter lives in this process
     lines, recorder = [], Recorder()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -375,6 +379,7 @@ def resumed(interrupted, uninterrupted):
                          on_stage=recorder)
     finally:
         tflite.convert = convert
+        os.environ.pop("KERAS_DISTILL_ISOLATE", None)
     during_export = listing(out)
     result = pipeline.run(cfg_of(out, **SETTINGS), log=quiet, resume=True)
     return result, out, lines, recorder, during_export
