@@ -31,12 +31,12 @@ FLOAT32_TOLERANCE = 1e-4
 #: What is not known of a micro artifact made without tflite-micro (``metrics["unchecked"]``).
 MICRO_UNCHECKED = ("not run in TFLM: its outputs, whether TFLM has a kernel for each of its "
                    "ops, and its tensor arena (estimated from its tensors) are unchecked")
-#: The tasks that can crash natively, run in keras-distill's worker process
-#: (:mod:`keras_distill.isolation`); module attributes so that a test can point one at a
-#: function that crashes.
 #: Layer types whose conversion needs a static batch dimension.
 RECURRENT_LAYERS = ("LSTM", "GRU", "SimpleRNN", "RNN", "Bidirectional", "ConvLSTM1D",
                     "ConvLSTM2D", "ConvLSTM3D")
+#: The tasks that can crash natively, run in keras-distill's worker process
+#: (:mod:`keras_distill.isolation`); module attributes so that a test can point one at a
+#: function that crashes.
 CONVERT = "keras_distill.export.tflite:convert"
 VERIFY = "keras_distill.verify:verify_file"
 ONNX_QUANTIZE = "keras_distill.export.onnx:quantize_int8"
