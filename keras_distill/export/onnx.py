@@ -13,6 +13,7 @@ tf2onnx, onnx and onnxruntime are imported inside the functions, never at module
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -68,7 +69,78 @@ def convert(model, *, opset=DEFAULT_OPSET):
         return dict(zip(names, keras.tree.flatten(outputs)))
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=int(opset))
-    return proto.SerializeToString()
+    _rewrite_erfc(proto)
+    data = proto.SerializeToString()
+    check_loadable(data, model)
+    return data
+
+
+def _rewrite_erfc(proto):
+    """Replace each ``Erfc(x)`` (no ONNX op; tf2onnx leaves it in) by ``Sub(1, Erf(x))``."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    if not any(n.op_type == "Erfc" and n.domain in ("", "ai.onnx") for n in graph.node):
+        return
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto).graph
+        types = {v.name: v.type.tensor_type.elem_type
+                 for v in (*inferred.value_info, *inferred.input, *inferred.output)}
+    except Exception:  # noqa: BLE001 - fall back to float32 below
+        types = {}
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        elem = types.get(node.input[0]) or onnx.TensorProto.FLOAT
+        one_name = f"{node.name}/one"
+        erf_out = f"{node.output[0]}/erf"
+        one = np.ones((), dtype=helper.tensor_dtype_to_np_dtype(elem))
+        graph.initializer.append(numpy_helper.from_array(one, one_name))
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf_out], name=f"{node.name}/Erf"))
+        nodes.append(helper.make_node("Sub", [one_name, erf_out], list(node.output),
+                                      name=node.name))
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def _layer_of(node_name, model):
+    """The Keras layer a tf2onnx node name (``functional_1/dense_1/Gelu/...``) comes from."""
+    names = {layer.name for layer in getattr(model, "layers", ())}
+    for part in node_name.split("/"):
+        for candidate in (part, re.sub(r"_\d+$", "", part)):
+            if candidate in names:
+                return candidate
+    return None
+
+
+def check_loadable(data, model=None):
+    """Raise ``RuntimeError`` unless ONNX Runtime accepts the serialized model ``data``.
+
+    The message names the rejected node's op type and, where known, its Keras layer.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load_from_string(data)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    for node in proto.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        try:
+            onnx.defs.get_schema(node.op_type, opset, "")
+        except Exception:  # noqa: BLE001 - onnx raises SchemaError
+            layer = _layer_of(node.name, model) if model is not None else None
+            where = f" (Keras layer {layer!r})" if layer else ""
+            raise RuntimeError(f"ONNX export produced op {node.op_type!r} in node "
+                               f"{node.name!r}{where}, which ONNX opset {opset} does not "
+                               "define; ONNX Runtime rejects the model.") from None
+    try:
+        ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise RuntimeError(f"ONNX Runtime rejects the exported model: {e}") from e
 
 
 def quantize_int8(onnx_bytes, representative_data):
