@@ -1,7 +1,8 @@
 """Model compression: quantization-aware training and magnitude pruning.
 
 - :mod:`keras_distill.compress.qat`: fake-quant layers (``FakeQuant``, ``QuantizedDense``,
-  ``QuantizedConv2D``, ``QuantizedDepthwiseConv2D``), ``quantize_aware`` (with
+  ``QuantizedConv2D``, ``QuantizedDepthwiseConv2D``, their 1-D, separable and transposed
+  versions), ``quantize_aware`` (with
   BatchNormalization folding), ``calibrate``, ``is_quantize_aware``. The layers themselves
   are defined in :mod:`keras_distill.compress.fake_quant`.
 - :mod:`keras_distill.compress.prune`: ``PruningCallback``, ``prune``, ``keep_sparsity``,
@@ -24,9 +25,14 @@ from keras_distill.compress.prune import (
 )
 from keras_distill.compress.qat import (
     FakeQuant,
+    QuantizedConv1D,
     QuantizedConv2D,
+    QuantizedConv2DTranspose,
     QuantizedDense,
+    QuantizedDepthwiseConv1D,
     QuantizedDepthwiseConv2D,
+    QuantizedSeparableConv1D,
+    QuantizedSeparableConv2D,
     calibrate,
     is_quantize_aware,
     quantize_aware,
@@ -35,9 +41,14 @@ from keras_distill.compress.qat import (
 __all__ = [
     "FakeQuant",
     "PruningCallback",
+    "QuantizedConv1D",
     "QuantizedConv2D",
+    "QuantizedConv2DTranspose",
     "QuantizedDense",
+    "QuantizedDepthwiseConv1D",
     "QuantizedDepthwiseConv2D",
+    "QuantizedSeparableConv1D",
+    "QuantizedSeparableConv2D",
     "SparsityReport",
     "calibrate",
     "gzip_size",

@@ -72,16 +72,24 @@ def _channel_bounds(kernel):
     return ops.stop_gradient(bound)
 
 
-def _quantize_kernel(kernel, bits, depthwise=False):
-    """Per-output-channel, symmetric, narrow-range fake quantization of a kernel."""
+def _quantize_kernel(kernel, bits, depthwise=False, rounding=False):
+    """Per-output-channel, symmetric, narrow-range fake quantization of a kernel.
+
+    ``rounding``: by :func:`_quantize_kernel_by_rounding` instead of a FakeQuant op (for the
+    kernels of 1-D convolutions, which TF lowers to 2-D ones with an ExpandDims that the
+    converter cannot quantize after a per-channel FakeQuant op).
+    """
     shape = kernel.shape
     k = ops.reshape(kernel, (*shape[:-2], shape[-2] * shape[-1])) if depthwise else kernel
-    bound = _channel_bounds(k)
-    q = _fake_quant(k, -bound, bound, num_bits=bits, narrow_range=True, axis=-1)
+    if rounding:
+        q = _quantize_kernel_by_rounding(k, bits)
+    else:
+        bound = _channel_bounds(k)
+        q = _fake_quant(k, -bound, bound, num_bits=bits, narrow_range=True, axis=-1)
     return ops.reshape(q, shape) if depthwise else q
 
 
-def _quantize_kernel_by_rounding(kernel, bits):
+def _quantize_kernel_by_rounding(kernel, bits, axis=-1):
     """The same per-output-channel symmetric quantization, written with plain ops.
 
     Used for Dense: a per-channel FakeQuant op on a (in, out) MatMul kernel makes
@@ -89,11 +97,14 @@ def _quantize_kernel_by_rounding(kernel, bits):
     when it transposes the kernel to FULLY_CONNECTED's (out, in). Written with
     round / clip (straight-through gradient), the converter folds the result into
     a constant that lies on the int8 grid, and its own per-channel weight
-    quantization (scale = max|w| / 127) then reproduces exactly these integers.
+    quantization (scale = max|w| / 127) then reproduces exactly these integers. ``axis`` is
+    the output-channel axis (-2 for a transposed convolution's (h, w, out, in) kernel).
     """
     levels = float(2 ** (bits - 1) - 1)
-    scale = _channel_bounds(kernel) / levels
-    q = ops.clip(ops.round(kernel / scale), -levels, levels) * scale
+    moved = ops.moveaxis(kernel, axis, -1) if axis != -1 else kernel
+    scale = _channel_bounds(moved) / levels
+    q = ops.clip(ops.round(moved / scale), -levels, levels) * scale
+    q = ops.moveaxis(q, -1, axis) if axis != -1 else q
     return kernel + ops.stop_gradient(q - kernel)
 
 
@@ -322,14 +333,143 @@ class QuantizedDepthwiseConv2D(_QuantizedLayer, layers.DepthwiseConv2D):
     """
 
     def _apply_quantized_kernel(self, inputs):
-        kernel = _quantize_kernel(self.kernel, self.weight_bits, depthwise=True)
+        kernel = _quantize_kernel(self.kernel, self.weight_bits, depthwise=True,
+                                  rounding=self.rank == 1)
         return ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
                                   dilation_rate=self.dilation_rate,
                                   data_format=self.data_format)
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QuantizedConv1D(_QuantizedLayer, layers.Conv1D):
+    """A ``keras.layers.Conv1D`` that simulates int8 (as :class:`QuantizedConv2D`; causal
+    padding too). Made by :func:`~keras_distill.compress.qat.quantize_aware`.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QuantizedConv1D(4, 3, padding="causal")
+        >>> tuple(layer(np.ones((1, 8, 2), "float32")).shape)
+        (1, 8, 4)
+    """
+
+    def _apply_quantized_kernel(self, inputs):
+        kernel = _quantize_kernel(self.kernel, self.weight_bits, rounding=True)
+        if self.padding != "causal":
+            return self.convolution_op(inputs, kernel)
+        return ops.conv(ops.pad(inputs, self._compute_causal_padding()), kernel,
+                        strides=list(self.strides), padding="valid",
+                        dilation_rate=self.dilation_rate, data_format=self.data_format)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QuantizedDepthwiseConv1D(_QuantizedLayer, layers.DepthwiseConv1D):
+    """A ``keras.layers.DepthwiseConv1D`` that simulates int8 (as
+    :class:`QuantizedDepthwiseConv2D`).
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QuantizedDepthwiseConv1D(3, padding="same")
+        >>> tuple(layer(np.ones((1, 8, 2), "float32")).shape)
+        (1, 8, 2)
+    """
+
+    _apply_quantized_kernel = QuantizedDepthwiseConv2D._apply_quantized_kernel
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QuantizedConv2DTranspose(_QuantizedLayer, layers.Conv2DTranspose):
+    """A ``keras.layers.Conv2DTranspose`` that simulates int8: the (h, w, out, in) kernel is
+    quantized per output channel (its axis -2) by rounding, as TFLite's TRANSPOSE_CONV
+    quantizes it; the output per tensor.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QuantizedConv2DTranspose(4, 3, strides=2, padding="same")
+        >>> tuple(layer(np.ones((1, 4, 4, 2), "float32")).shape)
+        (1, 8, 8, 4)
+    """
+
+    def _apply_quantized_kernel(self, inputs):
+        kernel = _quantize_kernel_by_rounding(self.kernel, self.weight_bits, axis=-2)
+        return ops.conv_transpose(inputs, kernel, strides=list(self.strides),
+                                  padding=self.padding, output_padding=self.output_padding,
+                                  dilation_rate=self.dilation_rate,
+                                  data_format=self.data_format)
+
+
+class _QuantizedSeparable(_QuantizedLayer):
+    """Mixin: a separable convolution as TFLite runs it, a depthwise convolution (its
+    output fake quantized per tensor by a :class:`FakeQuant` of its own) then a pointwise
+    one, both kernels per output channel."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.depthwise_quant = FakeQuant(activation_bits=self.activation_bits,
+                                         ema_decay=self.ema_decay,
+                                         name=f"{self.name}_depthwise_quant")
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.depthwise_quant.build(None)
+
+    def call(self, inputs, training=None):
+        rounding = self.rank == 1
+        depthwise = _quantize_kernel(self.depthwise_kernel, self.weight_bits, depthwise=True,
+                                     rounding=rounding)
+        middle = ops.depthwise_conv(inputs, depthwise, strides=self.strides,
+                                    padding=self.padding, dilation_rate=self.dilation_rate,
+                                    data_format=self.data_format)
+        middle = self.depthwise_quant(middle, training=training)
+        pointwise = _quantize_kernel(self.pointwise_kernel, self.weight_bits, rounding=rounding)
+        outputs = ops.conv(middle, pointwise, strides=1, padding="valid",
+                           data_format=self.data_format)
+        if self.bias is not None:
+            outputs = ops.add(outputs, self._broadcastable_bias())
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return self._quantize_output(outputs, training)
+
+    def _own_variables(self):
+        return [self.depthwise_kernel, self.pointwise_kernel,
+                *([self.bias] if self.bias is not None else []),
+                self.range_min, self.range_max, self.range_initialized]
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QuantizedSeparableConv1D(_QuantizedSeparable, layers.SeparableConv1D):
+    """A ``keras.layers.SeparableConv1D`` that simulates int8 (see
+    :class:`QuantizedSeparableConv2D`).
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QuantizedSeparableConv1D(4, 3, padding="same")
+        >>> tuple(layer(np.ones((1, 8, 2), "float32")).shape)
+        (1, 8, 4)
+    """
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class QuantizedSeparableConv2D(_QuantizedSeparable, layers.SeparableConv2D):
+    """A ``keras.layers.SeparableConv2D`` that simulates int8 as TFLite runs it: a
+    depthwise convolution with a fake-quantized output, then a pointwise one; both kernels
+    per output channel, the output per tensor.
+
+    Example:
+        >>> import numpy as np
+        >>> layer = QuantizedSeparableConv2D(4, 3, padding="same")
+        >>> tuple(layer(np.ones((1, 8, 8, 2), "float32")).shape)
+        (1, 8, 8, 4)
+    """
+
+
 #: The float layer classes that quantize_aware replaces, and their replacements.
-QUANTIZED_VERSION = {layers.Dense: QuantizedDense, layers.Conv2D: QuantizedConv2D,
-                     layers.DepthwiseConv2D: QuantizedDepthwiseConv2D}
+QUANTIZED_VERSION = {
+    layers.Dense: QuantizedDense, layers.Conv1D: QuantizedConv1D,
+    layers.Conv2D: QuantizedConv2D, layers.DepthwiseConv1D: QuantizedDepthwiseConv1D,
+    layers.DepthwiseConv2D: QuantizedDepthwiseConv2D,
+    layers.SeparableConv1D: QuantizedSeparableConv1D,
+    layers.SeparableConv2D: QuantizedSeparableConv2D,
+    layers.Conv2DTranspose: QuantizedConv2DTranspose,
+}
 #: The layer classes that make a model quantization-aware.
-FAKE_QUANT_LAYERS = (FakeQuant, QuantizedDense, QuantizedConv2D, QuantizedDepthwiseConv2D)
+FAKE_QUANT_LAYERS = (FakeQuant, *QUANTIZED_VERSION.values())

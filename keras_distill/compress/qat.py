@@ -13,11 +13,17 @@ model converts to an **all-int8** TFLite model without calibration data::
 
 What :func:`quantize_aware` does:
 
-- Dense, Conv2D and DepthwiseConv2D become :class:`QuantizedDense`,
-  :class:`QuantizedConv2D`, :class:`QuantizedDepthwiseConv2D`: weights are fake
+- Dense, Conv1D, Conv2D, DepthwiseConv1D, DepthwiseConv2D, SeparableConv1D,
+  SeparableConv2D and Conv2DTranspose become their ``Quantized*`` versions
+  (:class:`QuantizedDense`, :class:`QuantizedConv2D`, ...): weights are fake
   quantized per output channel, symmetric, narrow range (int8 in [-127, 127],
   zero point 0, as TFLite requires), recomputed from the weights at every call;
-  their output is fake quantized per tensor.
+  their output is fake quantized per tensor. A separable convolution runs as TFLite
+  runs it, a depthwise then a pointwise convolution, with the tensor between them
+  fake quantized too. A Conv2DTranspose fuses no ReLU (TFLite's TRANSPOSE_CONV has
+  none): its activation runs as a layer of its own. Other layers with weights
+  (MultiHeadAttention, LayerNormalization, recurrent layers) stay float inside, with
+  a warning naming them: the int8 converter finds no range for their inner tensors.
 - A BatchNormalization that directly and only follows one of them is **folded**
   into its kernel and bias (using the moving statistics at the time of
   :func:`quantize_aware`) and removed, so the BN statistics are frozen during
@@ -44,6 +50,7 @@ scales whole channels, keeping zeros).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import keras
 import numpy as np
@@ -53,9 +60,14 @@ from keras_distill.compress.fake_quant import (
     FAKE_QUANT_LAYERS,
     QUANTIZED_VERSION,
     FakeQuant,
+    QuantizedConv1D,
     QuantizedConv2D,
+    QuantizedConv2DTranspose,
     QuantizedDense,
+    QuantizedDepthwiseConv1D,
     QuantizedDepthwiseConv2D,
+    QuantizedSeparableConv1D,
+    QuantizedSeparableConv2D,
     check_activation_settings,
     check_bits,
 )
@@ -63,14 +75,23 @@ from keras_distill.graph import MODEL_OUTPUT, all_layers, consumers, read_graph
 
 __all__ = [
     "FakeQuant",
+    "QuantizedConv1D",
     "QuantizedConv2D",
+    "QuantizedConv2DTranspose",
     "QuantizedDense",
+    "QuantizedDepthwiseConv1D",
     "QuantizedDepthwiseConv2D",
+    "QuantizedSeparableConv1D",
+    "QuantizedSeparableConv2D",
     "calibrate",
     "is_quantize_aware",
     "quantize_aware",
 ]
 
+_SEPARABLE = (layers.SeparableConv1D, layers.SeparableConv2D)
+# Layers with weights that keep no quantization-aware version but whose int8 conversion
+# needs no range inside them (a folded or standalone BatchNormalization, a table lookup).
+_FLOAT_INSIDE_OK = ("BatchNormalization", "Embedding")
 # Layers that TFLite runs in int8 with the scale of their input: no quantizer after them.
 _SAME_SCALE = (
     "InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D",
@@ -152,8 +173,11 @@ def _can_fold_batchnorm(layer, bn) -> bool:
 
 
 def _folded_weights(layer, bn):
-    """(kernel, bias) of ``layer`` with the following BatchNormalization folded in."""
+    """The kernel(s) and bias of ``layer`` with the following BatchNormalization folded in
+    (a separable convolution's depthwise kernel is kept; the pointwise one is scaled)."""
     weights = layer.get_weights()
+    kept = weights[:1] if isinstance(layer, _SEPARABLE) else []
+    weights = weights[len(kept):]
     kernel = weights[0].astype("float64")
     channels = bn.moving_mean.shape[0]
     bias = weights[1].astype("float64") if layer.use_bias else np.zeros(channels)
@@ -161,12 +185,14 @@ def _folded_weights(layer, bn):
     beta = np.asarray(bn.beta) if bn.center else np.zeros(channels)
     mean, var = np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)
     scale = gamma / np.sqrt(var + bn.epsilon)
-    if isinstance(layer, layers.DepthwiseConv2D):
+    if isinstance(layer, (layers.DepthwiseConv1D, layers.DepthwiseConv2D)):
         kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
+    elif isinstance(layer, layers.Conv2DTranspose):  # kernel (h, w, out, in)
+        kernel = kernel * scale[:, None]
     else:
         kernel = kernel * scale
     bias = (bias - mean) * scale + beta
-    return [kernel.astype("float32"), bias.astype("float32")]
+    return [*kept, kernel.astype("float32"), bias.astype("float32")]
 
 
 # --------------------------------------------------------------------------------------
@@ -212,9 +238,18 @@ def _as_functional(model):
     return keras.Model(inputs, x, name=model.name)
 
 
+def _operation(functional, name):
+    """The layer or operation ``name`` of ``functional`` (an operator such as ``x + y`` is
+    an operation, not a layer: ``get_layer`` does not find it)."""
+    for operation in functional.operations:
+        if operation.name == name:
+            return operation
+    return functional.get_layer(name)
+
+
 def _refuse_nested_models(functional, nodes):
     for node in nodes:
-        if isinstance(functional.get_layer(node.name), keras.Model):
+        if isinstance(_operation(functional, node.name), keras.Model):
             raise ValueError(f"quantize_aware: layer {node.name!r} is a nested model; flatten "  # noqa: TRY004
                              "it into one Functional model first.")
 
@@ -226,31 +261,32 @@ def _sole_consumers(functional, nodes, outputs) -> dict:
     found = {}
     for name, users in consumers(nodes, outputs).items():
         if len(users) == 1 and users[0] != MODEL_OUTPUT and calls[users[0]] == 1:
-            found[name] = functional.get_layer(users[0])
+            found[name] = _operation(functional, users[0])
     return found
 
 
 def _becomes_quantized(layer) -> bool:
     if type(layer) not in QUANTIZED_VERSION:
         return False
-    return not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)) or \
-        layer.data_format == "channels_last"
+    return getattr(layer, "data_format", "channels_last") == "channels_last"
 
 
 def _plan_layer(layer, sole_consumers, fold_batchnorm) -> _LayerPlan:
     """Fold a following BatchNormalization and fuse a following ReLU into a linear layer;
     move a layer's own activation that TFLite cannot fuse to a layer of its own."""
     plan = _LayerPlan()
+    # TFLite's TRANSPOSE_CONV fuses no activation: its own output needs a range of its own.
+    fuses_relu = not isinstance(layer, layers.Conv2DTranspose)
     if _is_linear(layer.activation):
         after = sole_consumers.get(layer.name)
         if fold_batchnorm and after is not None and _can_fold_batchnorm(layer, after):
             plan.folded_batchnorm = after
         tail = plan.folded_batchnorm.name if plan.folded_batchnorm is not None else layer.name
         after = sole_consumers.get(tail)
-        kind = _relu_kind(after) if after is not None else None
+        kind = _relu_kind(after) if after is not None and fuses_relu else None
         if kind is not None:
             plan.fused_relu, plan.fused_relu_layer = kind, after.name
-    elif _activation_name(layer.activation) not in ("relu", "relu6"):
+    elif not fuses_relu or _activation_name(layer.activation) not in ("relu", "relu6"):
         # TFLite fuses only ReLU-like activations: run any other one (softmax,
         # sigmoid, ...) as its own layer, on a quantized linear output.
         plan.separate_activation = layer.activation
@@ -263,7 +299,7 @@ def _plan_quantization(functional, fold_batchnorm) -> _QuantizationPlan:
     sole_consumers = _sole_consumers(functional, nodes, outputs)
     plan = _QuantizationPlan()
     for node in nodes:
-        layer = functional.get_layer(node.name)
+        layer = _operation(functional, node.name)
         if node.calls == 1 and _becomes_quantized(layer):
             layer_plan = _plan_layer(layer, sole_consumers, fold_batchnorm)
             plan.quantized[node.name] = layer_plan
@@ -351,9 +387,8 @@ def _copy_weights(functional, qat, plan: _QuantizationPlan):
             continue
         bn = layer_plan.folded_batchnorm
         weights = _folded_weights(layer, bn) if bn is not None else layer.get_weights()
-        new.kernel.assign(weights[0])
-        if len(weights) > 1:
-            new.bias.assign(weights[1])
+        for variable, value in zip(new._own_variables(), weights):  # kernel(s), then bias
+            variable.assign(value)
 
 
 def quantize_aware(model, *, weight_bits: int = 8, activation_bits: int = 8,
@@ -404,7 +439,25 @@ def quantize_aware(model, *, weight_bits: int = 8, activation_bits: int = 8,
                 "ema_decay": ema_decay}
     qat = _QuantizedCloner(functional, plan, settings).clone(name or f"{model.name}_qat")
     _copy_weights(functional, qat, plan)
+    _warn_float_layers(functional, plan)
     return qat
+
+
+def _warn_float_layers(functional, plan: _QuantizationPlan):
+    """Warn, naming them, of the layers with weights that stay float inside: only their
+    outputs are fake quantized, so the int8 converter finds no range for their inner
+    tensors."""
+    left = [f"{layer.name} ({type(layer).__name__})" for layer in functional.layers
+            if layer.weights and layer.name not in plan.quantized
+            and layer.name not in plan.absorbed
+            and type(layer).__name__ not in _FLOAT_INSIDE_OK]
+    if left:
+        warnings.warn(
+            f"quantize_aware: {len(left)} layer(s) have no quantization-aware version and "
+            f"train in float, with only their outputs fake quantized: {', '.join(left)}. "
+            "The int8 conversion of this QAT model needs ranges inside them that it does not "
+            "have; for an int8 model of it use post-training int8 of the float model "
+            "(export(..., quantization='int8', representative_data=...)).", stacklevel=3)
 
 
 def calibrate(model, x, *, batch_size: int = 64, reset: bool = True):
