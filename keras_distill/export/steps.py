@@ -82,6 +82,21 @@ class Subject:
         return 1 if recurrent else None
 
     @functools.cached_property
+    def lowered(self):
+        """``(model, replaced)``: the model its ``.tflite`` files are converted from, a copy
+        whose layers that int8 TFLite or TFLite Micro cannot run are rewritten with ops they
+        can (checked against the model in float; :mod:`keras_distill.export.lowering`), and
+        the names of those layers (``[]``: the model itself)."""
+        from keras_distill.export.lowering import quantizable_copy
+
+        try:
+            return quantizable_copy(self.model)
+        except Exception as exc:  # noqa: BLE001 - the model itself still converts (or says why)
+            warnings.warn(f"export: {self.name}: converting the model as it is, without "
+                          f"lowering its layers for int8 / TFLite Micro: {exc}", stacklevel=2)
+            return self.model, []
+
+    @functools.cached_property
     def layer_names(self):
         from keras_distill.graph import all_layers
 
@@ -114,7 +129,8 @@ class Workspace:
         key = (subject.name, batch_size)
         if key not in self._saved:
             path = os.path.join(self._tmp.name, f"{subject.name}_b{batch_size or 'dyn'}")
-            self._saved[key] = tflite.saved_model(subject.model, path, batch_size=batch_size)
+            model, _ = subject.lowered
+            self._saved[key] = tflite.saved_model(model, path, batch_size=batch_size)
         return self._saved[key]
 
     def __enter__(self):
@@ -320,8 +336,15 @@ def tflite_builder(subject, mode, workspace):
         from keras_distill.export import tflite
 
         data = convert(subject, workspace.saved_model(subject, subject.tflite_batch), mode)
-        return {name: data}, data, io_record(tflite.io_details(data), _output_names(data))
+        details = io_record(tflite.io_details(data), _output_names(data))
+        return {name: data}, data, {**details, **_lowered_record(subject)}
     return [name], build
+
+
+def _lowered_record(subject):
+    """``{"lowered": [layer names]}`` when the file comes from the lowered copy, else ``{}``."""
+    _, replaced = subject.lowered
+    return {"lowered": list(replaced)} if replaced else {}
 
 
 def onnx_builder(subject, opset):
@@ -375,6 +398,7 @@ def micro_builder(subject, workspace):
         details = {**io_record(io_details, outputs), "arena": arena.to_dict(),
                    "identifiers": {"array": f"{ident}_model_data",
                                    "length": f"{ident}_model_data_len",
-                                   "arena": f"{ident}_tensor_arena_size"}}
+                                   "arena": f"{ident}_tensor_arena_size"},
+                   **_lowered_record(subject)}
         return dict(zip(names, (h.encode(), cc.encode()))), data, details
     return names, build

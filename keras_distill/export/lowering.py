@@ -1,0 +1,243 @@
+"""Lowerings of Keras layers to ops that the int8 TFLite converter and TFLite Micro support.
+
+The export converts a copy of the model (:func:`quantizable_copy`) in which these layers are
+replaced by ones that compute the same function with other ops; the copy is checked against
+the model in float (``FLOAT_TOLERANCE``) before it is used, and every artifact is verified
+against the original model as before.
+
+- ``LayerNormalization`` computes ``x * inv + (beta - mean * inv)``; the ``-mean`` becomes a
+  TFLite ``NEG`` op, which the converter cannot quantize to int8.
+  :class:`QuantizableLayerNormalization` computes ``(x - mean) * rsqrt(var + eps) * gamma +
+  beta`` (MEAN, SUB, MUL, ADD, RSQRT: int8 kernels in TFLite and TFLite Micro).
+- ``Embedding`` looks ids up with ``ops.take``, which wraps negative ids with a ``where``: a
+  ``SELECT`` op that TFLite Micro has no kernel for. :class:`GatherEmbedding` gathers directly
+  (ids are non-negative in an embedding).
+- ``UpSampling2D`` (nearest) repeats rows and columns with ``TILE``, which TFLite Micro lacks;
+  :class:`ResizeUpSampling2D` resizes (``RESIZE_NEAREST_NEIGHBOR``): the same values.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+FLOAT_TOLERANCE = 1e-5  # max abs difference allowed between a copy and its original, in float
+_UNSUPPORTED = ("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint")
+
+
+@keras.saving.register_keras_serializable(package="keras_distill")
+class QuantizableLayerNormalization(keras.layers.Layer):
+    """``LayerNormalization`` computed with int8-quantizable ops (no ``NEG``).
+
+    Takes the config of ``keras.layers.LayerNormalization`` and owns the same weights
+    (``gamma``, then ``beta``, each present as there), so
+    ``layer.set_weights(layer_norm.get_weights())`` works.
+
+    Example:
+        >>> x = np.random.default_rng(0).normal(size=(2, 6)).astype("float32")
+        >>> ref = keras.layers.LayerNormalization()
+        >>> low = QuantizableLayerNormalization()
+        >>> _ = ref(x), low(x)
+        >>> low.set_weights(ref.get_weights())
+        >>> bool(np.abs(ref(x) - low(x)).max() < 1e-5)
+        True
+    """
+
+    def __init__(self, axis=-1, epsilon=1e-3, center=True, scale=True, rms_scaling=False,
+                 beta_initializer="zeros", gamma_initializer="ones", **kwargs):
+        for key in _UNSUPPORTED:
+            if kwargs.pop(key, None) is not None:
+                raise ValueError(f"QuantizableLayerNormalization does not support {key}; it is "
+                                 "meant for inference (export), not training.")
+        super().__init__(**kwargs)
+        self.axis = list(axis) if isinstance(axis, (list, tuple)) else int(axis)
+        self.epsilon = float(epsilon)
+        self.center, self.scale, self.rms_scaling = bool(center), bool(scale), bool(rms_scaling)
+        self.beta_initializer = keras.initializers.get(beta_initializer)
+        self.gamma_initializer = keras.initializers.get(gamma_initializer)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        rank = len(input_shape)
+        axes = self.axis if isinstance(self.axis, list) else [self.axis]
+        self._axes = sorted(a % rank for a in axes)
+        if any(input_shape[a] is None for a in self._axes):
+            raise ValueError(f"QuantizableLayerNormalization needs known sizes on axes "
+                             f"{self._axes}; got input shape {tuple(input_shape)}.")
+        shape = tuple(input_shape[a] for a in self._axes)
+        self._broadcast = [input_shape[a] if a in self._axes else 1 for a in range(rank)]
+        self.gamma = self.beta = None
+        if self.scale or self.rms_scaling:
+            self.gamma = self.add_weight(name="gamma", shape=shape,
+                                         initializer=self.gamma_initializer, autocast=False)
+        if self.center and not self.rms_scaling:
+            self.beta = self.add_weight(name="beta", shape=shape,
+                                        initializer=self.beta_initializer, autocast=False)
+
+    def _param(self, w):
+        return w if self._axes == [len(self._broadcast) - 1] else ops.reshape(w, self._broadcast)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        mean = ops.mean(x, axis=self._axes, keepdims=True)
+        d = x - mean
+        inv = ops.rsqrt(ops.mean(d * d, axis=self._axes, keepdims=True) + self.epsilon)
+        # rms_scaling as Keras computes it: x scaled by the variance's rsqrt, not re-centred
+        y = (x if self.rms_scaling else d) * inv
+        if self.gamma is not None:
+            y = y * self._param(self.gamma)
+        if self.beta is not None:
+            y = y + self._param(self.beta)
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale, "rms_scaling": self.rms_scaling,
+                "beta_initializer": keras.initializers.serialize(self.beta_initializer),
+                "gamma_initializer": keras.initializers.serialize(self.gamma_initializer)}
+
+
+@keras.saving.register_keras_serializable(package="keras_distill")
+class GatherEmbedding(keras.layers.Embedding):
+    """``keras.layers.Embedding`` that gathers its rows directly (TFLite ``GATHER``, no
+    ``SELECT``); ids must be in ``[0, input_dim)``, as for any embedding. TensorFlow only.
+
+    Example:
+        >>> ref = keras.layers.Embedding(10, 3)
+        >>> low = GatherEmbedding.from_config(ref.get_config())
+        >>> ids = np.array([[1, 2, 9]])
+        >>> _ = ref(ids), low(ids)
+        >>> low.set_weights(ref.get_weights())
+        >>> bool(np.array_equal(ref(ids), low(ids)))
+        True
+    """
+
+    def call(self, inputs):
+        import tensorflow as tf
+
+        if self.quantization_mode is not None:  # Keras's own quantized embedding
+            return super().call(inputs)
+        ids = inputs if inputs.dtype in ("int32", "int64") else ops.cast(inputs, "int32")
+        return ops.cast(tf.gather(self.embeddings, ids), self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="keras_distill")
+class ResizeUpSampling2D(keras.layers.UpSampling2D):
+    """``keras.layers.UpSampling2D`` (nearest, channels last) as a nearest-neighbour resize
+    (TFLite ``RESIZE_NEAREST_NEIGHBOR``, which TFLite Micro has, instead of ``TILE``).
+
+    Example:
+        >>> x = np.arange(8, dtype="float32").reshape(1, 2, 2, 2)
+        >>> ref, low = keras.layers.UpSampling2D((2, 3)), ResizeUpSampling2D((2, 3))
+        >>> bool(np.array_equal(ref(x), low(x)))
+        True
+    """
+
+    def call(self, inputs):
+        height, width = inputs.shape[1], inputs.shape[2]
+        if self.interpolation != "nearest" or self.data_format != "channels_last" or \
+                height is None or width is None:
+            return super().call(inputs)
+        size = (height * self.size[0], width * self.size[1])
+        return ops.image.resize(inputs, size, interpolation="nearest")
+
+
+def _lowered_norm(layer):
+    """A QuantizableLayerNormalization with ``layer``'s config (not yet its weights); the
+    regularizers and constraints are dropped (inference only: the weights carry their effect)."""
+    config = {k: v for k, v in layer.get_config().items() if k not in _UNSUPPORTED}
+    return QuantizableLayerNormalization.from_config(config)
+
+
+def _lowered_upsampling(layer):
+    config = layer.get_config()
+    if config.get("interpolation") != "nearest" or \
+            config.get("data_format", "channels_last") != "channels_last":
+        return None
+    return ResizeUpSampling2D.from_config(config)
+
+
+def _lowered_embedding(layer):
+    return None if layer.quantization_mode is not None else \
+        GatherEmbedding.from_config(layer.get_config())
+
+
+#: Layer class -> a function of a layer returning its lowered clone (``None``: keep it).
+LOWERINGS = {keras.layers.LayerNormalization: _lowered_norm,
+             keras.layers.UpSampling2D: _lowered_upsampling,
+             keras.layers.Embedding: _lowered_embedding}
+
+
+def _lowered(layer):
+    lower = LOWERINGS.get(type(layer))
+    return lower(layer) if lower is not None else None
+
+
+def quantizable_copy(model, *, check=True, seed=0):
+    """A copy of ``model`` whose top-level layers of :data:`LOWERINGS` are lowered.
+
+    Args:
+        model: a Functional or Sequential ``keras.Model``. Nested models are copied unchanged.
+        check: compare the copy with ``model`` in float on random inputs (:func:`max_float_diff`)
+            and raise if they differ by more than ``FLOAT_TOLERANCE``.
+        seed: seed of those random inputs.
+
+    Returns:
+        ``(copy, replaced)``: the clone, with every other layer's weights copied, and the names
+        of the replaced layers. ``(model, [])`` when there is nothing to replace or ``model``
+        is subclassed.
+
+    Raises:
+        ValueError: the copy does not match ``model`` in float.
+    """
+    functional = type(model) is keras.Sequential or type(model).__name__ == "Functional"
+    if not functional or not any(_lowered(layer) is not None for layer in model.layers):
+        return model, []
+    replaced = []
+
+    def clone(layer):
+        lowered = _lowered(layer)
+        if lowered is not None:
+            replaced.append(layer.name)
+            return lowered
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for old, new in zip(model.layers, copy.layers):
+        new.set_weights(old.get_weights())
+    if check:
+        diff = max_float_diff(model, copy, seed=seed)
+        if not diff <= FLOAT_TOLERANCE:
+            raise ValueError(f"The lowered copy of model {model.name!r} differs from it by "
+                             f"{diff:.3g} in float (tolerance {FLOAT_TOLERANCE}); layers "
+                             f"replaced: {replaced}.")
+    return copy, replaced
+
+
+def random_inputs(model, n=16, seed=0):
+    """Random inputs for ``model``'s inputs: normal floats, or integers in ``[0, 8)`` (ids
+    small enough for any embedding); one array, or a list for several inputs."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for tensor in model.inputs:
+        shape, dtype = (n, *tensor.shape[1:]), str(tensor.dtype)
+        if any(d is None for d in shape):
+            raise ValueError(f"Input {tensor.name!r} of shape {tuple(tensor.shape)} has unknown "
+                             "dimensions other than the batch.")
+        if "int" in dtype or "bool" in dtype:
+            arrays.append(rng.integers(0, 8, size=shape).astype(dtype))
+        else:
+            arrays.append(rng.normal(size=shape).astype(dtype))
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
+def max_float_diff(model, copy, *, n=16, seed=0):
+    """The max abs difference of the outputs of ``model`` and ``copy`` on random inputs."""
+    x = random_inputs(model, n, seed)
+    a = keras.tree.flatten(model(x, training=False))
+    b = keras.tree.flatten(copy(x, training=False))
+    return max(float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(a, b))
