@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_distill.export.lowering import (
+    UNROLL_MAX_STEPS,
     GatherEmbedding,
     QuantizableLayerNormalization,
     max_float_diff,
@@ -211,3 +212,21 @@ def test_export_makes_int8_and_micro_artifacts_from_the_lowered_copy(tmp_path, b
     else:
         assert chip.status == "failed" and "GELU" in chip.error and "'ffn'" in chip.error
         assert len(failures) == 1 and "GELU" in failures[0]
+
+
+@pytest.mark.parametrize("steps, unrolled", [(12, True), (UNROLL_MAX_STEPS + 1, False)])
+def test_recurrent_layers_over_short_sequences_are_unrolled(steps, unrolled):
+    inputs = keras.Input((steps,), name="ids")  # token ids declared float, as users often do
+    x = keras.layers.Embedding(30, 4, name="tokens")(inputs)
+    x = keras.layers.LSTM(4, return_sequences=True, name="lstm")(x)
+    x = keras.layers.Bidirectional(keras.layers.GRU(3), name="bi")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    ids = np.random.default_rng(0).integers(0, 30, (8, steps)).astype("float32")
+    copy, replaced = quantizable_copy(model, inputs=ids)
+    assert replaced == ["ids", "tokens"] + (["lstm", "bi"] if unrolled else [])
+    assert str(copy.inputs[0].dtype) == "int32"  # the ids pass to an int8 model as they are
+    lstm, bi = copy.get_layer("lstm"), copy.get_layer("bi")
+    cells = [lstm.cell, bi.forward_layer.cell, bi.backward_layer.cell]
+    assert [c.implementation for c in cells] == ([1, 1, 1] if unrolled else [2, 2, 2])
+    assert lstm.unroll is bi.forward_layer.unroll is bi.backward_layer.unroll is unrolled
+    assert max_float_diff(model, copy, inputs=ids) <= 1e-5

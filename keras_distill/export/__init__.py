@@ -221,6 +221,7 @@ def _subject(model, name, formats, quantization, representative_data, eval_data,
         x_eval = np.random.default_rng(0).uniform(0, 1, (32, *input_shape)).astype(input_dtype)
     reference_outputs = _reference_outputs(reference_outputs, names, len(x_eval), source)
     subject.keras_outputs = _predict(model, x_eval, names)
+    subject.sample_inputs = x_eval[:32]
     kind = kinds[0].kind if len(kinds) == 1 else {o.name: o.kind for o in kinds}
     return subject, steps.Verification(x_eval, y_eval, source, reference_outputs, kind)
 
@@ -294,6 +295,7 @@ def _qat_subject(qat_model, name, verification):
                          "with keras_distill.compress.quantize_aware.")
     names = checks.output_names(qat_model)
     subject.keras_outputs = _predict(qat_model, verification.x, names)
+    subject.sample_inputs = verification.x[:32]
     return subject
 
 

@@ -14,6 +14,12 @@ against the original model as before.
   (ids are non-negative in an embedding).
 - ``UpSampling2D`` (nearest) repeats rows and columns with ``TILE``, which TFLite Micro lacks;
   :class:`ResizeUpSampling2D` resizes (``RESIZE_NEAREST_NEIGHBOR``): the same values.
+- ``LSTM``, ``GRU``, ``SimpleRNN`` (also inside ``Bidirectional``) over a known sequence of at
+  most ``UNROLL_MAX_STEPS`` steps are unrolled: TF 2.21's int8 calibrator segfaults on the
+  WHILE loop of a rolled recurrence (tensorflow/tensorflow#41305), and a dynamic batch leaves
+  TensorList ops; unrolled, the steps are builtin ops that int8 and TFLite Micro run.
+- A float model input read only by ``Embedding`` layers (token ids declared float) becomes an
+  int32 input: the ids pass as they are (an int8 model would otherwise quantize them).
 """
 
 from __future__ import annotations
@@ -166,10 +172,65 @@ def _lowered_embedding(layer):
         GatherEmbedding.from_config(layer.get_config())
 
 
+#: The longest sequence whose recurrence is unrolled (each step is a copy of the cell's ops).
+UNROLL_MAX_STEPS = 128
+
+
+def _timesteps(layer):
+    """The sequence length of the input of ``layer`` (called once), or ``None``."""
+    try:
+        shape = layer.input.shape
+    except (AttributeError, ValueError):  # called several times, or never
+        return None
+    return shape[1] if len(shape) >= 3 else None
+
+
+def _unrolled_config(config):
+    # implementation 1: one product per gate with its slice of the kernel (a constant, folded),
+    # instead of one product SPLIT into the gates, a SPLIT the int8 converter leaves in float
+    # in some conversions and not others
+    return {**config, "unroll": True, "implementation": 1}
+
+
+def _lowered_recurrent(layer):
+    """LSTM / GRU / SimpleRNN unrolled over a known, short sequence: the steps become plain
+    FULLY_CONNECTED, ADD, MUL, LOGISTIC and TANH ops, which int8 TFLite calibrates and TFLite
+    Micro runs (the WHILE loop of the rolled recurrence crashes TF's int8 calibrator)."""
+    steps = _timesteps(layer)
+    if _is_lowered(layer) or steps is None or steps > UNROLL_MAX_STEPS:
+        return None
+    return type(layer).from_config(_unrolled_config(layer.get_config()))
+
+
+def _is_lowered(rnn):
+    return rnn.unroll and getattr(rnn.cell, "implementation", 1) == 1
+
+
+def _lowered_bidirectional(layer):
+    steps = _timesteps(layer)
+    inner = (layer.forward_layer, layer.backward_layer)
+    if steps is None or steps > UNROLL_MAX_STEPS or \
+            any(type(rnn) not in _RECURRENT for rnn in inner) or \
+            all(_is_lowered(rnn) for rnn in inner):
+        return None
+    config = layer.get_config()
+    for key in ("layer", "backward_layer"):
+        if key in config:
+            config[key] = {**config[key], "config": _unrolled_config(config[key]["config"])}
+    lowered = keras.layers.Bidirectional.from_config(config)
+    for rnn in (lowered.forward_layer, lowered.backward_layer):
+        if hasattr(rnn.cell, "implementation"):  # Bidirectional re-serializes its layer, and
+            rnn.cell.implementation = 1  # the LSTM / GRU config does not carry it
+    return lowered
+
+
+_RECURRENT = (keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN)
 #: Layer class -> a function of a layer returning its lowered clone (``None``: keep it).
 LOWERINGS = {keras.layers.LayerNormalization: _lowered_norm,
              keras.layers.UpSampling2D: _lowered_upsampling,
-             keras.layers.Embedding: _lowered_embedding}
+             keras.layers.Embedding: _lowered_embedding,
+             keras.layers.Bidirectional: _lowered_bidirectional,
+             **dict.fromkeys(_RECURRENT, _lowered_recurrent)}
 
 
 def _lowered(layer):
@@ -177,13 +238,15 @@ def _lowered(layer):
     return lower(layer) if lower is not None else None
 
 
-def quantizable_copy(model, *, check=True, seed=0):
+def quantizable_copy(model, *, check=True, inputs=None, seed=0):
     """A copy of ``model`` whose top-level layers of :data:`LOWERINGS` are lowered.
 
     Args:
         model: a Functional or Sequential ``keras.Model``. Nested models are copied unchanged.
-        check: compare the copy with ``model`` in float on random inputs (:func:`max_float_diff`)
-            and raise if they differ by more than ``FLOAT_TOLERANCE``.
+        check: compare the copy with ``model`` in float (:func:`max_float_diff`) and raise if
+            they differ by more than ``FLOAT_TOLERANCE``.
+        inputs: the inputs of that comparison (say, the model's evaluation data); ``None``:
+            random inputs of the model's input spec, drawn with ``seed``.
         seed: seed of those random inputs.
 
     Returns:
@@ -195,9 +258,11 @@ def quantizable_copy(model, *, check=True, seed=0):
         ValueError: the copy does not match ``model`` in float.
     """
     functional = type(model) is keras.Sequential or type(model).__name__ == "Functional"
-    if not functional or not any(_lowered(layer) is not None for layer in model.layers):
+    ids_input = _float_ids_input(model) if functional else None
+    if not functional or not (ids_input is not None or any(_lowered(layer) is not None
+                                               for layer in model.layers)):
         return model, []
-    replaced = []
+    replaced = [ids_input.name] if ids_input is not None else []
 
     def clone(layer):
         lowered = _lowered(layer)
@@ -206,16 +271,33 @@ def quantizable_copy(model, *, check=True, seed=0):
             return lowered
         return layer.__class__.from_config(layer.get_config())
 
-    copy = keras.models.clone_model(model, clone_function=clone)
+    input_tensors = None
+    if ids_input is not None:  # token ids as integers: an int8 model then takes them as they are
+        input_tensors = keras.Input(batch_shape=ids_input.shape, dtype="int32",
+                                    name=ids_input.name)
+    copy = keras.models.clone_model(model, input_tensors=input_tensors, clone_function=clone)
     for old, new in zip(model.layers, copy.layers):
         new.set_weights(old.get_weights())
     if check:
-        diff = max_float_diff(model, copy, seed=seed)
+        diff = max_float_diff(model, copy, inputs=inputs, seed=seed)
         if not diff <= FLOAT_TOLERANCE:
             raise ValueError(f"The lowered copy of model {model.name!r} differs from it by "
                              f"{diff:.3g} in float (tolerance {FLOAT_TOLERANCE}); layers "
                              f"replaced: {replaced}.")
     return copy, replaced
+
+
+def _float_ids_input(model):
+    """The model's one input, if it is a float tensor read only by Embedding layers (token ids
+    declared float: ``keras.Input((n,))``); else ``None``. The Embedding casts it to int32; in
+    an int8 model the cast would read the quantized input, which the converter refuses."""
+    if len(model.inputs) != 1 or "float" not in str(model.inputs[0].dtype):
+        return None
+    tensor = model.inputs[0]
+    readers = [node.operation for node in tensor._keras_history.operation._outbound_nodes]
+    if readers and all(isinstance(layer, keras.layers.Embedding) for layer in readers):
+        return tensor
+    return None
 
 
 def random_inputs(model, n=16, seed=0):
@@ -235,9 +317,10 @@ def random_inputs(model, n=16, seed=0):
     return arrays[0] if len(arrays) == 1 else arrays
 
 
-def max_float_diff(model, copy, *, n=16, seed=0):
-    """The max abs difference of the outputs of ``model`` and ``copy`` on random inputs."""
-    x = random_inputs(model, n, seed)
+def max_float_diff(model, copy, *, inputs=None, n=16, seed=0):
+    """The max abs difference of the outputs of ``model`` and ``copy`` on ``inputs``, or on
+    ``n`` random inputs."""
+    x = random_inputs(model, n, seed) if inputs is None else inputs
     a = keras.tree.flatten(model(x, training=False))
     b = keras.tree.flatten(copy(x, training=False))
     return max(float(np.max(np.abs(np.asarray(u) - np.asarray(v)))) for u, v in zip(a, b))

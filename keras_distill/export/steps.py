@@ -53,6 +53,8 @@ class Subject:
             model of several outputs).
         calibration: representative inputs for int8 (``None``: quantization-aware).
         qat: the quantization-aware twin of the main model (``export(qat_model=...)``).
+        sample_inputs: inputs on which its lowered copy is checked against it (``None``:
+            random ones).
     """
 
     model: object
@@ -60,6 +62,7 @@ class Subject:
     keras_outputs: np.ndarray | dict | None
     calibration: np.ndarray | None
     qat: bool = False
+    sample_inputs: np.ndarray | None = None
 
     @functools.cached_property
     def quantize_aware(self):
@@ -72,14 +75,37 @@ class Subject:
 
     @functools.cached_property
     def tflite_batch(self):
-        """The batch size of its ``.tflite`` files: ``None`` (dynamic), or 1 for a recurrent
-        model (with a dynamic batch the converter leaves TensorList ops that TFLite has no
-        builtin for; with a static one the recurrence is a WHILE loop of builtin ops)."""
+        """The batch size of its ``.tflite`` files: ``None`` (dynamic), or 1 for a model with a
+        rolled recurrence (with a dynamic batch the converter leaves TensorList ops that TFLite
+        has no builtin for; with a static one the recurrence is a WHILE loop of builtin ops).
+        Recurrent layers over short sequences are unrolled by the lowering: dynamic batch."""
+        return 1 if self.rolled_recurrent else None
+
+    @functools.cached_property
+    def rolled_recurrent(self):
+        """The type names of the recurrent layers that the converted model still runs as a
+        loop (not unrolled by :mod:`keras_distill.export.lowering`)."""
         from keras_distill.graph import all_layers
 
-        recurrent = [layer for layer in all_layers(self.model)
-                     if type(layer).__name__ in RECURRENT_LAYERS]
-        return 1 if recurrent else None
+        model, _ = self.lowered
+        return sorted({type(layer).__name__ for layer in all_layers(model)
+                       if type(layer).__name__ in RECURRENT_LAYERS and not _unrolled(layer)})
+
+    @property
+    def tflite_calibration(self):
+        """The calibration inputs in the dtype of the converted (lowered) model's input."""
+        from keras_distill.export import tflite
+
+        if self.calibration is None:
+            return None
+        _, dtype = tflite.input_spec(self.lowered[0])
+        return np.asarray(self.calibration).astype(dtype, copy=False)
+
+    @functools.cached_property
+    def layer_types(self):
+        from keras_distill.graph import all_layers
+
+        return sorted({type(layer).__name__ for layer in all_layers(self.model)})
 
     @functools.cached_property
     def lowered(self):
@@ -90,7 +116,7 @@ class Subject:
         from keras_distill.export.lowering import quantizable_copy
 
         try:
-            return quantizable_copy(self.model)
+            return quantizable_copy(self.model, inputs=self.sample_inputs)
         except Exception as exc:  # noqa: BLE001 - the model itself still converts (or says why)
             warnings.warn(f"export: {self.name}: converting the model as it is, without "
                           f"lowering its layers for int8 / TFLite Micro: {exc}", stacklevel=2)
@@ -190,25 +216,33 @@ def convert(subject, saved_model_dir, mode):
 
     calibrated = mode in CALIBRATED_MODES and subject.calibration is not None
     return isolation.call(
-        CONVERT, saved_model_dir, mode, representative_data=subject.calibration,
+        CONVERT, saved_model_dir, mode, representative_data=subject.tflite_calibration,
         layer_names=subject.layer_names,
         stage=f"TFLite {mode} conversion" + (" and calibration" if calibrated else ""),
-        remedy=_crash_remedy(subject, "the TFLite converter"))
+        remedy=_crash_remedy(subject, "the TFLite converter", calibrated=calibrated))
 
 
-def _crash_remedy(subject, what):
-    from keras_distill.graph import all_layers
+def _unrolled(layer):
+    inner = [getattr(layer, "forward_layer", None), getattr(layer, "backward_layer", None)]
+    inner = [rnn for rnn in inner if rnn is not None] or [layer]
+    return all(getattr(rnn, "unroll", False) for rnn in inner)
 
-    types = sorted({type(layer).__name__ for layer in all_layers(subject.model)})
-    recurrent = sorted(set(types) & set(RECURRENT_LAYERS))
-    if recurrent and what == "the TFLite converter":
-        return (f"TensorFlow's int8 calibrator crashes on {', '.join(recurrent)} layers "
-                f"(tensorflow/tensorflow#41305, still so in TF 2.21): the float32, float16 and "
-                f"dynamic artifacts (int8 weights, float activations) are made without it; "
-                f"TensorFlow Lite Micro needs the int8 model, so there is none for this model.")
-    return (f"The model's layer types: {', '.join(types)}. The crash is in {what}, not in "
-            f"your code; for this artifact try another quantization mode, or find the layer "
-            f"that crashes it by exporting a model with fewer of these layer types.")
+
+def _crash_remedy(subject, what, *, calibrated=False):
+    from keras_distill.export.lowering import UNROLL_MAX_STEPS
+
+    if subject.rolled_recurrent and calibrated:
+        return (f"TensorFlow's int8 calibrator crashes on the loop of a rolled "
+                f"{', '.join(subject.rolled_recurrent)} layer (tensorflow/tensorflow#41305, "
+                f"still so in TF 2.21). The export unrolls recurrent layers over sequences of "
+                f"at most {UNROLL_MAX_STEPS} steps, which then calibrate; this one is longer or "
+                f"of unknown length. The float32, float16 and dynamic artifacts (int8 weights, "
+                f"float activations) are made without the calibrator; TensorFlow Lite Micro "
+                f"needs the int8 model, so there is none for this model.")
+    return (f"The model's layer types: {', '.join(subject.layer_types)}. The crash is in "
+            f"{what}, not in your code; for this artifact try another quantization mode, or "
+            f"find the layer that crashes it by exporting a model with fewer of these layer "
+            f"types.")
 
 
 def _runtime_missing(record):
