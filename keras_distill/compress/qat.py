@@ -84,6 +84,7 @@ __all__ = [
     "QuantizedSeparableConv1D",
     "QuantizedSeparableConv2D",
     "calibrate",
+    "float_inside_layers",
     "is_quantize_aware",
     "quantize_aware",
 ]
@@ -443,6 +444,22 @@ def quantize_aware(model, *, weight_bits: int = 8, activation_bits: int = 8,
     return qat
 
 
+def float_inside_layers(model) -> list[str]:
+    """``"name (Type)"`` of each layer of a QAT model that has weights but no
+    quantization-aware version (MultiHeadAttention, LayerNormalization, LSTM, ...): only
+    its output is fake quantized, so an int8 conversion needs calibration data for the
+    tensors inside it.
+
+    Example:
+        >>> from keras_distill.presets import student_cnn
+        >>> float_inside_layers(quantize_aware(student_cnn()))
+        []
+    """
+    return [f"{layer.name} ({type(layer).__name__})" for layer in all_layers(model)
+            if layer.weights and not isinstance(layer, (*FAKE_QUANT_LAYERS, keras.Model))
+            and type(layer).__name__ not in _FLOAT_INSIDE_OK]
+
+
 def _warn_float_layers(functional, plan: _QuantizationPlan):
     """Warn, naming them, of the layers with weights that stay float inside: only their
     outputs are fake quantized, so the int8 converter finds no range for their inner
@@ -455,9 +472,8 @@ def _warn_float_layers(functional, plan: _QuantizationPlan):
         warnings.warn(
             f"quantize_aware: {len(left)} layer(s) have no quantization-aware version and "
             f"train in float, with only their outputs fake quantized: {', '.join(left)}. "
-            "The int8 conversion of this QAT model needs ranges inside them that it does not "
-            "have; for an int8 model of it use post-training int8 of the float model "
-            "(export(..., quantization='int8', representative_data=...)).", stacklevel=3)
+            "Its int8 conversion calibrates the tensors inside them: export(...) does so "
+            "with representative_data (required for such a QAT model).", stacklevel=3)
 
 
 def calibrate(model, x, *, batch_size: int = 64, reset: bool = True):

@@ -137,7 +137,8 @@ class OnnxRunner(_Runner):
             raise ValueError("evaluate supports models with one input.")
         self._input = self._session.get_inputs()[0].name
         outs = self._session.get_outputs()
-        types = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
+        types = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+                 "tensor(int32)": "int32", "tensor(int64)": "int64"}  # (token ids)
         self.input_dtype = types.get(self._session.get_inputs()[0].type, "float32")
         self._set_outputs([o.name for o in outs], [types.get(o.type, "float32") for o in outs],
                           [None] * len(outs))
