@@ -4,7 +4,7 @@ One test per family (CNN with residuals, depthwise MobileNet, Conv1D, LSTM, GRU,
 transformer encoder, Conv2DTranspose decoder), each on small generated data of its shape: a
 teacher (the family at twice the width) is trained one epoch and distilled into the student
 for one epoch; then TFLite float32 (≤ 1e-4 from Keras), TFLite int8 (all-integer: the export
-refuses a float op), ONNX float32 (≤ 1e-4) and TensorFlow Lite Micro; QAT and 50 % pruning
+refuses a float op), ONNX float32 (≤ 1e-4) and int8, and TensorFlow Lite Micro; QAT and 50 % pruning
 each export to int8. Where an artifact cannot be made, the test asserts the named cause.
 """
 
@@ -151,6 +151,7 @@ def test_family_distills_and_exports(family, tmp_path):
         assert artifact.ok and artifact.metrics["max_abs_error"] <= 1e-4, (fmt, artifact.error)
     int8 = report.get("tflite", "int8")
     assert int8.ok, int8.error
+    assert report.get("onnx", "int8").ok, report.get("onnx", "int8").error
     ids = "int" in str(student.inputs[0].dtype)  # token ids stay int32; images become int8
     assert int8.details["inputs"][0]["dtype"] == ("int32" if ids else "int8")
     assert int8.details["outputs"][0]["dtype"] == "int8"

@@ -12,6 +12,7 @@ tf2onnx, onnx and onnxruntime are imported inside the functions, never at module
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -143,6 +144,17 @@ def check_loadable(data, model=None):
         raise RuntimeError(f"ONNX Runtime rejects the exported model: {e}") from e
 
 
+@contextlib.contextmanager
+def _working_folder(path):
+    """Run the block with ``path`` as the working directory (then restore it)."""
+    before = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 def quantize_int8(onnx_bytes, representative_data):
     """Statically quantize a float ONNX model to int8 (QDQ format, per-channel weights).
 
@@ -168,8 +180,10 @@ def quantize_int8(onnx_bytes, representative_data):
 
     if representative_data is None or len(representative_data) == 0:
         raise ValueError("int8 ONNX needs representative_data for calibration.")
-    samples = np.asarray(representative_data, dtype=np.float32)
-    input_name = onnx.load_from_string(onnx_bytes).graph.input[0].name
+    graph_input = onnx.load_from_string(onnx_bytes).graph.input[0]
+    input_name = graph_input.name
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(graph_input.type.tensor_type.elem_type)
+    samples = np.asarray(representative_data).astype(dtype)  # float, or int32 token ids
 
     class _Reader(CalibrationDataReader):
         def __init__(self):
@@ -183,7 +197,13 @@ def quantize_int8(onnx_bytes, representative_data):
         src, pre, dst = (os.path.join(tmp, f) for f in ("f.onnx", "pre.onnx", "q.onnx"))
         with open(src, "wb") as f:
             f.write(onnx_bytes)
-        quant_pre_process(src, pre)
+        # ONNX Runtime's symbolic shape inference fails on some graphs (attention), after
+        # dumping files into the working directory: then ONNX's own shape inference only
+        with _working_folder(tmp):
+            try:
+                quant_pre_process(src, pre)
+            except Exception:  # noqa: BLE001 - "Incomplete symbolic shape inference"
+                quant_pre_process(src, pre, skip_symbolic_shape=True)
         quantize_static(pre, dst, _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
         with open(dst, "rb") as f:
