@@ -9,6 +9,9 @@
   student is narrower.
 - :func:`linear` is multinomial logistic regression; :func:`probe` is a linear
   head on the frozen features of a teacher layer (a linear probe).
+- :func:`ensemble` combines several students into one flat, trainable Functional model
+  that outputs the (weighted) mean of their logits, so a teacher can be distilled into an
+  ensemble that ships as one model.
 
 Everything works from a model's ``get_config()`` graph (:mod:`keras_distill.graph`), so
 subclassed models (whose structure Keras cannot read) are refused with a message saying
@@ -35,6 +38,7 @@ from keras_distill.transfer import LayerTransfer, TransferReport, transfer_weigh
 __all__ = [
     "LayerTransfer",
     "TransferReport",
+    "ensemble",
     "linear",
     "probe",
     "repeated_blocks",
@@ -296,3 +300,116 @@ def probe(teacher, layer_name: str, num_classes: int | None = None, *, name: str
         x = layers.Flatten(name="probe_flatten")(x)
     outputs = layers.Dense(num_classes, name="probe_logits")(x)
     return keras.Model(inputs, outputs, name=name or f"{teacher.name}_probe_{layer_name}")
+
+
+# --------------------------------------------------------------------------------------
+# Ensemble of students
+# --------------------------------------------------------------------------------------
+
+
+def _member_shapes(members):
+    """Check ``ensemble``'s members; return their shared (input shape, output shape)."""
+    if not isinstance(members, (list, tuple)) or not members:
+        raise ValueError(f"ensemble needs a non-empty list of models; got {members!r}.")
+    shapes = []
+    for i, member in enumerate(members):
+        model_config(member, "ensemble")
+        if len(member.inputs) != 1 or len(member.outputs) != 1:
+            raise ValueError(
+                f"ensemble: member {i} ('{member.name}') has {len(member.inputs)} inputs and "
+                f"{len(member.outputs)} outputs; every member needs exactly one of each.")
+        shapes.append((tuple(member.inputs[0].shape[1:]), tuple(member.outputs[0].shape[1:])))
+    for i, (in_shape, out_shape) in enumerate(shapes[1:], start=1):
+        if in_shape != shapes[0][0]:
+            raise ValueError(
+                f"ensemble: members disagree on the input shape: member 0 "
+                f"('{members[0].name}') takes {shapes[0][0]}, member {i} "
+                f"('{members[i].name}') takes {in_shape}.")
+        if out_shape != shapes[0][1]:
+            raise ValueError(
+                f"ensemble: members disagree on the output shape: member 0 "
+                f"('{members[0].name}') gives {shapes[0][1]}, member {i} "
+                f"('{members[i].name}') gives {out_shape}.")
+    return shapes[0]
+
+
+def _inlined(member, prefix: str, inputs):
+    """The output tensor of a copy of ``member`` applied to ``inputs``, layers renamed
+    ``<prefix><name>`` and holding the member's current weights."""
+    def rename(layer):
+        config = layer.get_config()
+        config["name"] = f"{prefix}{layer.name}"
+        clone = layer.__class__.from_config(config)
+        clone.trainable = True  # a frozen member (trainable=False) still trains here
+        return clone
+
+    copy_ = keras.models.clone_model(member, input_tensors=inputs, clone_function=rename)
+    copy_.set_weights(member.get_weights())
+    return copy_.outputs[0]
+
+
+def ensemble(members, *, average: str = "logits", weights=None, name: str = "ensemble"):
+    """One trainable Functional model that outputs the (weighted) mean of its members' logits.
+
+    Meant for distilling a teacher into an ensemble of small students that ships as one
+    model: ``Distiller(teacher, ensemble([s1, s2]))`` trains every member through the
+    combined prediction. (:class:`keras_distill.teachers.Ensemble` combines *teachers*: it is a
+    subclassed model that freezes its members, so it cannot be a student.)
+
+    The members' layers are **inlined**: each member is cloned onto the new input with its
+    layers renamed ``m<i>_<name>`` (``m0_conv1``, ``m1_conv1``, ...) and its current weights
+    copied, so the result is one flat Functional model (quantization-aware training and
+    pruning refuse nested models), saved and loaded as ``.keras`` without custom objects.
+    The members themselves are not modified or shared. A model nested inside a member stays
+    nested. The outputs are combined with ``layers.Average`` (equal weights) or one
+    ``layers.Rescaling`` per member and ``layers.Add`` (weights), named ``"logits"``: ops
+    that convert to full-integer int8 TFLite. Every layer of the result is trainable.
+
+    Args:
+        members: list of Functional or Sequential models with one input and one output each,
+            of the same input shape and the same output shape, outputting logits.
+        average: ``"logits"``, the only mode: the mean of the members' logits. (A mean of
+            probabilities needs a log after it, which int8 converters handle poorly.)
+        weights: one non-negative weight per member, normalized to sum to 1; default equal.
+        name: model name.
+
+    Returns:
+        A trainable Functional ``keras.Model`` whose output is the combined logits.
+
+    Raises:
+        ValueError: an empty list, a subclassed member, a member with several inputs or
+            outputs, members whose input or output shapes differ (named in the message),
+            bad ``weights`` or an ``average`` other than ``"logits"``.
+
+    Example:
+        >>> from keras_distill.presets import student_cnn
+        >>> model = ensemble([student_cnn(width=4), student_cnn(width=4)])
+        >>> model.output_shape, model.get_layer("m1_conv1").filters
+        ((None, 10), 4)
+        >>> model.count_params() == 2 * student_cnn(width=4).count_params()
+        True
+    """
+    if average != "logits":
+        raise ValueError(f"ensemble: average must be 'logits' (the mean of the members' "
+                         f"logits); got {average!r}.")
+    in_shape, _ = _member_shapes(members)
+    if weights is None:
+        weights = [1.0] * len(members)
+    if len(weights) != len(members) or any(
+            isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights
+    ) or sum(weights) <= 0:
+        raise ValueError(f"ensemble: weights must be {len(members)} non-negative numbers, not "
+                         f"all zero (one per member); got {weights!r}.")
+    first = members[0].inputs[0]
+    inputs = keras.Input(shape=in_shape, dtype=first.dtype, name=first.name.split(":")[0])
+    outs = [_inlined(m, f"m{i}_", inputs) for i, m in enumerate(members)]
+    total = float(sum(weights))
+    if len(outs) == 1:
+        output = layers.Rescaling(1.0, name="logits")(outs[0])
+    elif len(set(weights)) == 1:
+        output = layers.Average(name="logits")(outs)
+    else:
+        scaled = [layers.Rescaling(w / total, name=f"m{i}_weight")(o)
+                  for i, (w, o) in enumerate(zip(weights, outs))]
+        output = layers.Add(name="logits")(scaled)
+    return keras.Model(inputs, output, name=name)
