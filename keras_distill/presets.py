@@ -14,11 +14,13 @@ The MLPerf Tiny reference architectures (https://github.com/mlcommons/tiny,
 with the input. They keep the reference layers (convolutions with bias, then batch
 normalization) but leave out their softmax, dropout and L2 regularizers, and every op they use
 converts to full-integer int8 TFLite and runs on TensorFlow Lite Micro.
-``reference_preset_for`` names the reference preset that fits a data shape.
+``reference_preset_for`` names the reference preset that fits a data shape; ``keras-distill
+run`` takes it for a teacher left at its default, and ``student_scaled`` for a default student
+of images larger than ``LARGE_IMAGE_PIXELS``.
 
 Example:
-    >>> sorted(PRESETS)
-    ['student_cnn', 'student_mlp', 'teacher_cnn', 'teacher_mlp']
+    >>> list(PRESETS)[:4]
+    ['teacher_cnn', 'student_cnn', 'student_mlp', 'teacher_mlp']
     >>> list(REFERENCE_PRESETS)
     ['resnet8', 'ds_cnn', 'mobilenet_v1', 'fc_autoencoder', 'student_scaled']
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import keras
 from keras import layers
+
+from keras_distill.registry import LARGE_IMAGE_PIXELS, reference_preset_for  # noqa: F401
 
 
 def teacher_cnn(input_shape=(8, 8, 1), num_classes=10, *, width=32, dropout=0.3,
@@ -114,8 +118,6 @@ def teacher_mlp(input_shape=(30,), num_classes=2, *, units=64, dropout=0.1, name
     return keras.Model(inputs, outputs, name=name)
 
 
-#: The presets by name (their function's name), in the order of ``registry.PRESET_ARGS``.
-PRESETS = {fn.__name__: fn for fn in (teacher_cnn, student_cnn, student_mlp, teacher_mlp)}
 
 
 def _conv_bn_relu(x, filters, kernel, strides, name, *, activation=True):
@@ -282,41 +284,9 @@ def student_scaled(input_shape=(8, 8, 1), num_classes=10, *, width=8, max_featur
     return keras.Model(inputs, outputs, name=name)
 
 
-def reference_preset_for(input_shape, task="multiclass", *, output_units=None):
-    """The name of the ``REFERENCE_PRESETS`` architecture that fits data of ``input_shape``
-    (one sample's shape), or ``None``.
-
-    * spectrogram-like features of one channel, at least 16 frames and twice as many frames
-      as coefficients (MLPerf Tiny's 49x10x1 MFCCs): ``"ds_cnn"``;
-    * RGB images of at least 32x32: ``"resnet8"`` up to 64 pixels a side, else
-      ``"mobilenet_v1"``;
-    * feature vectors (one axis) with ``task="regression"`` and ``output_units`` equal to
-      their size (reconstructing the input): ``"fc_autoencoder"``;
-    * anything else (small or grayscale images such as the digits, tabular data, a
-      regression on images): ``None``, the ``PRESETS`` fit.
-
-    Example:
-        >>> reference_preset_for((49, 10, 1)), reference_preset_for((32, 32, 3))
-        ('ds_cnn', 'resnet8')
-        >>> reference_preset_for((96, 96, 3)), reference_preset_for((8, 8, 1))
-        ('mobilenet_v1', None)
-        >>> reference_preset_for((640,), "regression", output_units=640)
-        'fc_autoencoder'
-    """
-    shape = tuple(input_shape)
-    if len(shape) == 1:
-        return "fc_autoencoder" if task == "regression" and output_units == shape[0] else None
-    if len(shape) != 3 or task == "regression":
-        return None
-    height, width, channels = shape
-    if channels == 1 and height >= 16 and height >= 2 * width:
-        return "ds_cnn"
-    if channels == 3 and min(height, width) >= 32:
-        return "resnet8" if max(height, width) <= 64 else "mobilenet_v1"
-    return None
-
-
-#: The reference presets by name (their function's name); not in ``PRESETS`` (the
-#: configuration's registry).
+#: The reference presets by name (their function's name).
 REFERENCE_PRESETS = {fn.__name__: fn for fn in (resnet8, ds_cnn, mobilenet_v1, fc_autoencoder,
                                                 student_scaled)}
+#: Every preset by name (their function's name), in the order of ``registry.PRESET_ARGS``.
+PRESETS = {**{fn.__name__: fn for fn in (teacher_cnn, student_cnn, student_mlp, teacher_mlp)},
+           **REFERENCE_PRESETS}

@@ -29,7 +29,51 @@ PRESET_ARGS = {
     "student_cnn": ("width",),
     "student_mlp": ("units",),
     "teacher_mlp": ("units", "dropout"),
+    "resnet8": ("width",),
+    "ds_cnn": ("filters", "blocks"),
+    "mobilenet_v1": ("alpha",),
+    "fc_autoencoder": ("units", "bottleneck"),
+    "student_scaled": ("width", "max_features"),
 }
+
+#: Images of more pixels than this get ``student_scaled`` instead of ``student_cnn`` where the
+#: student is left at its default (``student_cnn`` flattens a half-resolution feature map).
+LARGE_IMAGE_PIXELS = 32 * 32
+
+
+def reference_preset_for(input_shape, task="multiclass", *, output_units=None):
+    """The name of the ``REFERENCE_PRESETS`` architecture that fits data of ``input_shape``
+    (one sample's shape), or ``None``.
+
+    * spectrogram-like features of one channel, at least 16 frames and twice as many frames
+      as coefficients (MLPerf Tiny's 49x10x1 MFCCs): ``"ds_cnn"``;
+    * RGB images of at least 32x32: ``"resnet8"`` up to 64 pixels a side, else
+      ``"mobilenet_v1"``;
+    * feature vectors (one axis) with ``task="regression"`` and ``output_units`` equal to
+      their size (reconstructing the input): ``"fc_autoencoder"``;
+    * anything else (small or grayscale images such as the digits, tabular data, a
+      regression on images): ``None``, the ``PRESETS`` fit.
+
+    Example:
+        >>> reference_preset_for((49, 10, 1)), reference_preset_for((32, 32, 3))
+        ('ds_cnn', 'resnet8')
+        >>> reference_preset_for((96, 96, 3)), reference_preset_for((8, 8, 1))
+        ('mobilenet_v1', None)
+        >>> reference_preset_for((640,), "regression", output_units=640)
+        'fc_autoencoder'
+    """
+    shape = tuple(input_shape)
+    if len(shape) == 1:
+        return "fc_autoencoder" if task == "regression" and output_units == shape[0] else None
+    if len(shape) != 3 or task == "regression":
+        return None
+    height, width, channels = shape
+    if channels == 1 and height >= 16 and height >= 2 * width:
+        return "ds_cnn"
+    if channels == 3 and min(height, width) >= 32:
+        return "resnet8" if max(height, width) <= 64 else "mobilenet_v1"
+    return None
+
 
 #: Distillation losses by name (``keras_distill.losses``) and the arguments each accepts.
 LOSS_ARGS = {

@@ -38,8 +38,9 @@ def _is_linear(model):
 
 def test_reference_presets_dict_and_presets_untouched():
     assert list(REFERENCE_PRESETS) == list(CASES)
-    assert list(presets.PRESETS) == ["teacher_cnn", "student_cnn", "student_mlp", "teacher_mlp"]
-    assert not set(REFERENCE_PRESETS) & set(presets.PRESETS)
+    assert list(presets.PRESETS) == ["teacher_cnn", "student_cnn", "student_mlp", "teacher_mlp",
+                                     *REFERENCE_PRESETS]
+    assert all(presets.PRESETS[name] is fn for name, fn in REFERENCE_PRESETS.items())
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -146,3 +147,33 @@ def test_int8_tflite_runs(name, tmp_path):
     assert artifact is not None and artifact.ok, artifact and artifact.error
     assert 0 < artifact.size_bytes < 2 * 4 * model.count_params() + 200_000
     print(f"{name}: {model.count_params()} params, int8 {artifact.size_bytes} bytes")
+
+
+def _data(shape, task="multiclass", units=10):
+    import types
+
+    return types.SimpleNamespace(name="generated", task=task, input_shape=shape,
+                                 output_units=units, num_classes=units)
+
+
+@pytest.mark.parametrize("shape, task, units, teacher, student", [
+    ((8, 8, 1), "multiclass", 10, "teacher_cnn", "student_cnn"),  # digits: unchanged
+    ((28, 28, 1), "multiclass", 10, "teacher_cnn", "student_cnn"),
+    ((32, 32, 3), "multiclass", 10, "resnet8", "student_cnn"),
+    ((96, 96, 3), "binary", 1, "mobilenet_v1", "student_scaled"),
+    ((49, 10, 1), "multiclass", 12, "ds_cnn", "student_cnn"),
+    ((640,), "regression", 640, "fc_autoencoder", "student_mlp"),
+    ((30,), "binary", 1, "teacher_mlp", "student_mlp"),
+])
+def test_the_cli_takes_the_presets_that_fit_the_data(shape, task, units, teacher, student):
+    from keras_distill import config
+    from keras_distill.pipeline.tasks import resolve
+
+    cfg, _ = resolve(config.load(None, {}), _data(shape, task, units))
+    assert (cfg["teacher.model"], cfg["student.model"]) == (teacher, student)
+    if teacher not in ("teacher_cnn", "teacher_mlp"):
+        assert "MLPerf Tiny reference" in cfg.origin("teacher.model")
+    # a model the user chose is kept
+    chosen = config.load(None, {"teacher.model": "teacher_cnn", "student.model": "student_mlp"})
+    cfg, _ = resolve(chosen, _data(shape, task, units))
+    assert (cfg["teacher.model"], cfg["student.model"]) == ("teacher_cnn", "student_mlp")

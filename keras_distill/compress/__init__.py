@@ -34,6 +34,7 @@ from keras_distill.compress.qat import (
     QuantizedSeparableConv1D,
     QuantizedSeparableConv2D,
     calibrate,
+    float_inside_layers,
     is_quantize_aware,
     quantize_aware,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "QuantizedSeparableConv2D",
     "SparsityReport",
     "calibrate",
+    "float_inside_layers",
     "gzip_size",
     "is_quantize_aware",
     "keep_sparsity",

@@ -80,7 +80,8 @@ def check_fits_data(model, data, role):
 
 
 #: What each image preset needs of a sample (the feature-vector presets take any shape).
-_IMAGE_PRESETS = ("teacher_cnn", "student_cnn")
+_IMAGE_PRESETS = ("teacher_cnn", "student_cnn", "resnet8", "ds_cnn", "mobilenet_v1",
+                  "student_scaled")
 
 
 def build(cfg, role, data, name, ref=None):

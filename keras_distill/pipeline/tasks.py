@@ -9,7 +9,10 @@ validation metric that picks the student to export (:data:`CRITERIA`).
 
 Feature vectors (tabular data, inputs of one axis) get the MLP presets (``teacher_mlp``,
 ``student_mlp``) where ``teacher.model`` / ``student.model`` are left at their defaults; images
-keep the CNNs. :func:`resolve` writes what it decided into the configuration, so that the
+keep the CNNs, except that a teacher left at its default becomes the MLPerf Tiny reference
+architecture that fits the data's shape (``resnet8`` for RGB images up to 64 pixels a side,
+``mobilenet_v1`` above, ``ds_cnn`` for 49x10 MFCC-like features, ``fc_autoencoder`` for an
+autoencoder's regression), and images of more than 32x32 pixels get ``student_scaled``. :func:`resolve` writes what it decided into the configuration, so that the
 ``config.toml`` of a run reproduces it.
 
 Example:
@@ -116,12 +119,10 @@ def resolve(cfg, data):
     if task != data.task:
         data = dataclasses.replace(data, task=task)
     changes = {}
-    if len(data.input_shape) == 1:
-        for path, preset in _VECTOR_PRESETS.items():
-            unused = ("teacher.models" if path.startswith("teacher") else
-                      "student.from_teacher")
-            if cfg.origin(path) == "default" and cfg[unused] is None:
-                changes[path] = (preset, "default for feature vectors")
+    for path, (preset, why) in _shape_presets(data, task).items():
+        unused = "teacher.models" if path.startswith("teacher") else "student.from_teacher"
+        if cfg.origin(path) == "default" and cfg[unused] is None:
+            changes[path] = (preset, why)
     if task != MULTICLASS and cfg.origin("losses") == "default":
         changes["losses"] = ([{"name": default_loss_name(task)}],
                              f"default for {task} outputs")
@@ -133,6 +134,31 @@ def resolve(cfg, data):
     origins = {path: cfg.origin(path) for path in values if cfg.origin(path) != "default"}
     origins.update({path: why for path, (_, why) in changes.items()})
     return Config(values, origins, cfg.file), data
+
+
+def _shape_presets(data, task):
+    """``{key: (preset, why)}``: the presets that replace ``teacher.model`` / ``student.model``
+    left at their defaults, for the data's shape: the MLPs for feature vectors, the MLPerf Tiny
+    reference architecture that fits (``registry.reference_preset_for``) for the teacher, and
+    ``student_scaled`` for images of more than ``LARGE_IMAGE_PIXELS`` pixels."""
+    from keras_distill.registry import LARGE_IMAGE_PIXELS, reference_preset_for
+
+    shape = tuple(data.input_shape)
+    found = {}
+    if len(shape) == 1:
+        found = {path: (preset, "default for feature vectors")
+                 for path, preset in _VECTOR_PRESETS.items()}
+    reference = reference_preset_for(shape, task, output_units=data.output_units)
+    if reference is not None:
+        found["teacher.model"] = (reference, f"the MLPerf Tiny reference for {_shape(shape)}")
+    if len(shape) == 3 and shape[0] * shape[1] > LARGE_IMAGE_PIXELS:
+        why = f"default for {_shape(shape)} images (more than {LARGE_IMAGE_PIXELS} pixels)"
+        found["student.model"] = ("student_scaled", why)
+    return found
+
+
+def _shape(shape):
+    return "x".join(str(d) for d in shape)
 
 
 #: The configuration names of ``keras_distill.losses.default_for(task)`` (no Keras import:
