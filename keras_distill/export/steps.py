@@ -22,8 +22,10 @@ import warnings
 import numpy as np
 
 from keras_distill import io, isolation
+from keras_distill.export import causes
 from keras_distill.export.artifacts import Artifact, VerificationError
 from keras_distill.verify import KEYS
+from keras_distill.verify.litert import UnsupportedOpError
 from keras_distill.verify.per_output import reference_keys
 
 #: A float32 artifact may differ from Keras by at most this much (max abs error on outputs).
@@ -424,7 +426,12 @@ def micro_builder(subject, workspace):
         io_details = tflite.io_details(data)
         outputs = _output_names(data)
         if micro_runtime.runtime_available():
-            arena = micro.measure_arena(data, layer_names=subject.layer_names)
+            try:
+                arena = micro.measure_arena(data, layer_names=subject.layer_names)
+            except UnsupportedOpError as exc:  # the cause and remedy from export's table
+                raise UnsupportedOpError(
+                    causes.message(exc.op, "micro", layer=exc.layer, detail=exc.detail),
+                    op=exc.op, layer=exc.layer, mode="micro", detail=exc.detail) from exc
         else:  # tflite-micro has wheels for Linux x86-64 only
             arena = micro.estimate_arena(data)
         cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,

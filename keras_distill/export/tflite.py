@@ -18,6 +18,7 @@ import re
 
 import numpy as np
 
+from keras_distill.export import causes
 from keras_distill.registry import CALIBRATED_MODES, QUANTIZATION_MODES
 
 # The flatbuffer readers live with the runtimes; re-exported here, where they were first.
@@ -28,8 +29,6 @@ from keras_distill.verify.litert import (  # noqa: F401
     layer_for_tensor,
     list_ops,
 )
-
-_FLOAT_FALLBACK = "use quantization 'dynamic' or 'float16' for this model, or replace the layer"
 
 
 def saved_model(model, path, *, batch_size=None):
@@ -205,14 +204,14 @@ def check_integer_only(model_bytes, quantization="int8", *, layer_names=(), cali
     tensor_name = (op["outputs"] or op["inputs"])[0]["name"]
     layer = layer_for_tensor(tensor_name, layer_names)
     others = sorted({o["op"] for o in culprits[1:]} - {op["op"]})
-    more = f" (also: {', '.join(others)})" if others else ""
+    more = f"Also left in float: {', '.join(others)}." if others else ""
     hint = "" if calibrated else (
         " The model has no calibration data: pass representative_data, or make every layer "
         "quantization-aware.")
-    raise UnsupportedOpError(
-        f"Op {op['op']} in layer {layer!r} (tensor {tensor_name!r}) cannot be quantized to "
-        f"{quantization}: the converter left it in float{more}. {_FLOAT_FALLBACK}.{hint}",
-        op=op["op"], layer=layer, mode=quantization)
+    text = causes.message(op["op"], quantization, layer=layer, tensor=tensor_name,
+                          evidence="left it in float", detail=f"{more}{hint}".strip(),
+                          what=f"be quantized to {quantization}")
+    raise UnsupportedOpError(text, op=op["op"], layer=layer, mode=quantization)
 
 
 def _describe_converter_error(exc, quantization, layer_names):
@@ -232,17 +231,12 @@ def _describe_converter_error(exc, quantization, layer_names):
         op = match.group(1) if match else None
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if "TensorList" in str(exc):  # the converter then blames "Op Const in layer None"
-        return UnsupportedOpError(
-            f"TFLite {quantization} conversion left TensorList ops, which TFLite has no builtin "
-            f"for: a recurrent layer (LSTM, GRU, RNN) converted with a dynamic batch "
-            f"dimension. Write the SavedModel with a fixed batch (saved_model(model, path, "
-            f"batch_size=1), as export() does for recurrent models): the recurrence then "
-            f"converts to builtin ops.", op="TensorListReserve", layer=None,
-            mode=quantization)
+        op = "TensorListReserve"
+        return UnsupportedOpError(causes.message(op, quantization, evidence="TensorList"),
+                                  op=op, layer=None, mode=quantization)
     if op is None:
         return RuntimeError(f"TFLite conversion ({quantization}) failed: {first_line}")
-    hint = (f" {_FLOAT_FALLBACK}." if quantization in CALIBRATED_MODES else
-            " It is not a TFLite builtin op; replace the layer with builtin ops.")
     return UnsupportedOpError(
-        f"Op {op} in layer {layer!r} cannot be converted to TFLite {quantization}.{hint} "
-        f"Converter message: {first_line}", op=op, layer=layer, mode=quantization)
+        causes.message(op, quantization, layer=layer,
+                       detail=f"Converter message: {first_line}"),
+        op=op, layer=layer, mode=quantization)

@@ -19,13 +19,15 @@ class UnsupportedOpError(ValueError):
         op: the op's name (``"SIN"``, ``"GELU"``, ``"Erfinv"``...).
         layer: the Keras layer it comes from, or ``None`` when it could not be told.
         mode: the quantization mode or runtime that refused it.
+        detail: the runtime's or converter's own words.
     """
 
-    def __init__(self, message, *, op=None, layer=None, mode=None):
+    def __init__(self, message, *, op=None, layer=None, mode=None, detail=""):
         super().__init__(message)
         self.op = op
         self.layer = layer
         self.mode = mode
+        self.detail = detail  # the runtime's or converter's own words
 
 
 def list_ops(model_bytes):
@@ -136,10 +138,12 @@ def layer_for_tensor(tensor_name, layer_names):
     for part in re.split(r"[;@]", tensor_name):
         scopes = part.split("/")
         for scope in reversed(scopes[:-1] or scopes):
-            stripped = re.sub(r"_\d+$", "", scope)
-            # Scopes carry a uniquifying suffix more often than not: prefer the stripped name.
-            if stripped != scope and stripped in names:
-                return stripped
-            if scope in names:
-                return scope
+            # Scopes carry uniquifying suffixes more often than not (``lstm_1_1`` for layer
+            # ``lstm`` of a model traced twice): prefer the most stripped name that is a layer.
+            candidates = [scope]
+            while re.search(r"_\d+$", candidates[-1]):
+                candidates.append(re.sub(r"_\d+$", "", candidates[-1]))
+            for candidate in reversed(candidates):
+                if candidate in names:
+                    return candidate
     return None

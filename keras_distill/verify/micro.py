@@ -318,7 +318,8 @@ def check_ops(model_bytes, *, layer_names=(), arena_size=None):
             raise UnsupportedOpError(
                 f"Op {op} in layer {layer!r} cannot run on TensorFlow Lite Micro: {why}. "
                 "Replace the layer with TFLM-supported ops, or deploy the .tflite files "
-                f"(LiteRT) instead. TFLM said: {detail}", op=op, layer=layer, mode="micro")
+                f"(LiteRT) instead. TFLM said: {detail}", op=op, layer=layer, mode="micro",
+                detail=f"TFLM said: {detail}")
         if size >= _MAX_ARENA:
             raise RuntimeError(f"TensorFlow Lite Micro could not run the model even with a "
                                f"{size}-byte arena: {' '.join(message.split())[:300]}")
