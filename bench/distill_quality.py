@@ -10,6 +10,11 @@ Sections on the bundled digits (multi-class; ``--section``, default all):
 - ``students``: a shrunk teacher distilled from random init versus from transferred weights; a
   linear student alone versus distilled; int8 accuracy after post-training quantization versus
   after quantization-aware distillation; a 50%-pruned student versus the dense one.
+- ``ensemble``: one student alone; an ensemble of three such students
+  (``students.ensemble``, one Functional model averaging the members' logits) trained alone
+  on the labels and distilled with the Distiller's defaults; one wider student_cnn of about
+  the ensemble's parameter count (the width with the closest count) distilled. All with the
+  same epochs, Adam 3e-3 and batch 64 as the other digits sections.
 
 Sections of the other output kinds, each on its own data, with three rows: the teacher; the
 student trained alone on the labels; the same student distilled by ``Distiller(task=...)``
@@ -50,12 +55,15 @@ distillation does not help, the tables say so. (Training lengths were shortened 
 time, identically for both students.)
 
     python bench/distill_quality.py                       # all sections, 3 seeds: 25 min
-                                                          # on 2 busy cores (digits 19 min)
+                                                          # on 2 busy cores (digits 19 min),
+                                                          # measured before the ensemble
+                                                          # section (about 2.5 min more)
+    python bench/distill_quality.py --section ensemble --seeds 5   # 4 min on 2 busy cores
     python bench/distill_quality.py --section losses --seeds 1
     python bench/distill_quality.py --section binary      # one output kind alone
 
-``--epochs`` and ``--width`` apply to the digits sections (losses, teachers, students) only;
-``--seeds`` to every section.
+``--epochs`` and ``--width`` apply to the digits sections (losses, teachers, students,
+ensemble) only; ``--seeds`` to every section.
 """
 
 import argparse
@@ -217,8 +225,52 @@ def section_students(data, seed, args, results, make_student):
     pruned_vs_dense(wide, "student width 8")
 
 
+ENSEMBLE_SIZE = 3
+
+
+def section_ensemble(data, seed, args, results, make_student):
+    from keras_distill import students
+
+    teacher = train_teacher(data, seed)
+    single = make_student().count_params()
+    total = ENSEMBLE_SIZE * single
+    wide = _closest_width(data, total)
+    wide_params = student_cnn(data.input_shape, data.num_classes, width=wide).count_params()
+
+    def make_ensemble():
+        return students.ensemble([
+            student_cnn(data.input_shape, data.num_classes, width=args.width, name=f"s{i}")
+            for i in range(ENSEMBLE_SIZE)])
+
+    def make_wide():
+        return student_cnn(data.input_shape, data.num_classes, width=wide)
+
+    members = f"ensemble of {ENSEMBLE_SIZE} x width {args.width} ({total:,} params)"
+    alone = train_alone(make_student, data, seed, args.epochs)
+    results[f"one student width {args.width} ({single:,} params): alone"].append(
+        accuracy(alone, data.x_test, data.y_test))
+    alone = train_alone(make_ensemble, data, seed, args.epochs)
+    results[f"{members}: alone"].append(accuracy(alone, data.x_test, data.y_test))
+    student = distill(teacher, make_ensemble, data, seed, args.epochs)
+    results[f"{members}: distilled"].append(accuracy(student, data.x_test, data.y_test))
+    student = distill(teacher, make_wide, data, seed, args.epochs)
+    results[f"one student width {wide} ({wide_params:,} params): distilled"].append(
+        accuracy(student, data.x_test, data.y_test))
+
+
+def _closest_width(data, params):
+    """The student_cnn width whose parameter count is closest to ``params`` (the count grows
+    with the width: the search stops at the first width past it)."""
+    width, below = 1, None
+    while True:
+        count = student_cnn(data.input_shape, data.num_classes, width=width).count_params()
+        if count >= params:
+            return width if below is None or count - params < params - below else width - 1
+        width, below = width + 1, count
+
+
 DIGITS_SECTIONS = {"losses": section_losses, "teachers": section_teachers,
-                   "students": section_students}
+                   "students": section_students, "ensemble": section_ensemble}
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,7 +468,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=30,
-                        help="epochs per digits student (losses, teachers, students)")
+                        help="epochs per digits student (losses, teachers, students, ensemble)")
     parser.add_argument("--width", type=int, default=4, help="digits student conv width")
     parser.add_argument("--section", choices=[*SECTIONS, "all"], default="all")
     args = parser.parse_args()
