@@ -211,7 +211,7 @@ class _QuantizedLayer(_RangeQuantizer):
         super().build(input_shape)
         self._add_range_weights()
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         raise NotImplementedError
 
     def _broadcastable_bias(self):
@@ -222,7 +222,7 @@ class _QuantizedLayer(_RangeQuantizer):
         return ops.reshape(self.bias, (1, channels) + (1,) * self.rank)
 
     def call(self, inputs, training=None):
-        outputs = self._apply_quantized_kernel(inputs)
+        outputs = self._apply_quantized_kernel(inputs, training)
         if self.bias is not None:
             outputs = ops.add(outputs, self._broadcastable_bias())
         if self.activation is not None:
@@ -283,7 +283,7 @@ class QuantizedDense(_QuantizedLayer, layers.Dense):
         kwargs.pop("quantization_config", None)  # this layer does its own quantization
         super().__init__(*args, **kwargs)
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         return ops.matmul(inputs, _quantize_kernel_by_rounding(self.kernel, self.weight_bits))
 
     def _broadcastable_bias(self):
@@ -309,7 +309,7 @@ class QuantizedConv2D(_QuantizedLayer, layers.Conv2D):
         (1, 8, 8, 4)
     """
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         return self.convolution_op(inputs, _quantize_kernel(self.kernel, self.weight_bits))
 
 
@@ -332,7 +332,7 @@ class QuantizedDepthwiseConv2D(_QuantizedLayer, layers.DepthwiseConv2D):
         (1, 8, 8, 2)
     """
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         kernel = _quantize_kernel(self.kernel, self.weight_bits, depthwise=True,
                                   rounding=self.rank == 1)
         return ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
@@ -352,7 +352,7 @@ class QuantizedConv1D(_QuantizedLayer, layers.Conv1D):
         (1, 8, 4)
     """
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         kernel = _quantize_kernel(self.kernel, self.weight_bits, rounding=True)
         if self.padding != "causal":
             return self.convolution_op(inputs, kernel)
@@ -389,7 +389,7 @@ class QuantizedConv2DTranspose(_QuantizedLayer, layers.Conv2DTranspose):
         (1, 8, 8, 4)
     """
 
-    def _apply_quantized_kernel(self, inputs):
+    def _apply_quantized_kernel(self, inputs, training=None):
         kernel = _quantize_kernel_by_rounding(self.kernel, self.weight_bits, axis=-2)
         return ops.conv_transpose(inputs, kernel, strides=list(self.strides),
                                   padding=self.padding, output_padding=self.output_padding,
@@ -412,7 +412,7 @@ class _QuantizedSeparable(_QuantizedLayer):
         super().build(input_shape)
         self.depthwise_quant.build(None)
 
-    def call(self, inputs, training=None):
+    def _apply_quantized_kernel(self, inputs, training=None):
         rounding = self.rank == 1
         depthwise = _quantize_kernel(self.depthwise_kernel, self.weight_bits, depthwise=True,
                                      rounding=rounding)
@@ -421,13 +421,8 @@ class _QuantizedSeparable(_QuantizedLayer):
                                     data_format=self.data_format)
         middle = self.depthwise_quant(middle, training=training)
         pointwise = _quantize_kernel(self.pointwise_kernel, self.weight_bits, rounding=rounding)
-        outputs = ops.conv(middle, pointwise, strides=1, padding="valid",
-                           data_format=self.data_format)
-        if self.bias is not None:
-            outputs = ops.add(outputs, self._broadcastable_bias())
-        if self.activation is not None:
-            outputs = self.activation(outputs)
-        return self._quantize_output(outputs, training)
+        return ops.conv(middle, pointwise, strides=1, padding="valid",
+                        data_format=self.data_format)
 
     def _own_variables(self):
         return [self.depthwise_kernel, self.pointwise_kernel,
