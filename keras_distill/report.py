@@ -36,6 +36,7 @@ __all__ = [
     "markdown_table",
     "package_versions",
     "plot_accuracy_vs_size",
+    "plot_curves",
     "run_markdown",
     "text_table",
     "write_json",
@@ -340,6 +341,44 @@ def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size", task="mu
             ax.legend(loc="lower right", fontsize=8)
             xs = [r.size_bytes / 1024 for r in points]
             ax.set_xlim(min(xs) / 1.6, max(xs) * 3.0)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        atomic_write_bytes(path, buffer.getvalue())
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_curves(curves, path, *, metric="accuracy", reference=None, title=None):
+    """Save the validation ``metric`` of each epoch of each model (``curves``: ``{name:
+    ModelInfo.curves}``), with the teacher's validation level (``reference``) as a line.
+
+    Returns:
+        ``path``, or ``None`` when no model has the metric (nothing is written).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    key = f"val_{metric}"
+    series = {name: c for name, c in curves.items() if c and c.get(key)}
+    if not series:
+        return None
+    percent = 100 if metric in ("accuracy", "micro_f1", "auc") else 1
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    try:
+        for name, c in series.items():
+            epochs = range(c.get("first_epoch", 1), c.get("first_epoch", 1) + len(c[key]))
+            ax.plot(list(epochs), [percent * v for v in c[key]], marker=".", label=name)
+        if reference is not None:
+            ax.axhline(percent * reference, color="0.3", linestyle="--", label="teacher")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(f"validation {metric}" + (" (%)" if percent == 100 else ""))
+        ax.set_title(title or f"validation {metric} per epoch")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")

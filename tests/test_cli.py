@@ -260,11 +260,20 @@ def test_run_writes_models_artifacts_and_reports(tiny_run):
     expected = {"teacher.keras", "student_baseline.keras", "student_distilled.keras",
                 "student_float32.tflite", "student_int8.tflite", "student_model_data.cc",
                 "student_model_data.h", "labels.txt", "config.toml", "manifest.json",
-                "report.md", "report.png"}
+                "report.md", "report.png", "curves.png"}
     assert expected <= set(os.listdir(out_dir))
     assert set(manifest["files"]) == expected
     assert not [f for f in os.listdir(out_dir) if f.startswith(".")]  # no temporary files
     assert (out_dir / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    # the curves plotted: each student's validation accuracy per epoch, as the fit measured it
+    for name in ("student_baseline", "student_distilled"):
+        model = manifest["models"][name]
+        curves = model["curves"]
+        assert curves["first_epoch"] == 1 and len(curves["val_accuracy"]) == 2
+        assert all(0.0 <= v <= 1.0 for v in curves["val_accuracy"])
+        # the last epoch's curve point is the model's validation accuracy (no early restore)
+        assert curves["val_accuracy"][-1] == pytest.approx(model["val_accuracy"], abs=1e-6)
     assert (out_dir / "labels.txt").read_text().split() == [str(i) for i in range(10)]
 
 

@@ -57,6 +57,8 @@ DISTILLED_FILE = "student_distilled.keras"
 QAT_FILE = "student_qat.keras"
 EXPORT_NAME = "student"
 MANIFEST, REPORT, PLOT, CONFIG = "manifest.json", "report.md", "report.png", "config.toml"
+#: The validation curves of the students, with the teacher's level.
+CURVES = "curves.png"
 
 
 def _log_fn(log):
@@ -329,8 +331,24 @@ def _write_run_reports(ctx, manifest, rows, selected):
     report_lib.plot_accuracy_vs_size(
         rows, os.path.join(out_dir, PLOT), task=data.task,
         title=f"{data.name}: {_plotted(data.task)} vs size (exported: {selected})")
+    _plot_curves(ctx, manifest)
     report_lib.write_text(os.path.join(out_dir, REPORT), report_lib.run_markdown(manifest, rows))
     report_lib.write_json(os.path.join(out_dir, MANIFEST), manifest)
+
+
+def _plot_curves(ctx, manifest):
+    """curves.png: each student's validation metric per epoch, and the teacher's level."""
+    models = manifest["models"]
+    metric = tasks.distiller_metrics(ctx.data.task)[0]
+    teacher = next((m for name, m in models.items() if name == "teacher"), None)
+    level = (teacher.get("val_scores") or {}).get(metric) if teacher else None
+    curves = {name: models[name].get("curves") for name in
+              ("student_baseline", "student_distilled", "student_qat") if name in models}
+    written = report_lib.plot_curves(curves, os.path.join(ctx.out_dir, CURVES), metric=metric,
+                                     reference=level,
+                                     title=f"{ctx.data.name}: validation {metric} per epoch")
+    if written is not None:
+        manifest["files"].append(CURVES)
 
 
 def _plotted(task):

@@ -43,6 +43,7 @@ class ModelInfo:
     task: str = "multiclass"
     val_scores: dict | None = None
     test_scores: dict | None = None
+    curves: dict | None = None  # {"first_epoch": n, "val_<metric>": [per epoch], ...}
 
     def val_score(self, key):
         """A validation score by its key (``"accuracy"``: ``val_accuracy``)."""

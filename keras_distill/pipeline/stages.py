@@ -50,6 +50,8 @@ class Stage:
         callbacks: the Keras callbacks of the fit; the hook may append its own.
         epochs_run: set after the fit: the epochs this process trained.
         seconds: set after the fit: its wall time.
+        curves: set after the fit: ``{"val_accuracy": [per epoch], ...}``, the validation
+            metrics of each epoch this process trained (after ``initial_epoch``).
 
     Example:
         >>> stages = []
@@ -65,6 +67,7 @@ class Stage:
     callbacks: list = dataclasses.field(default_factory=list)
     epochs_run: int | None = None
     seconds: float | None = None
+    curves: dict | None = None
 
 
 @dataclasses.dataclass
@@ -129,6 +132,8 @@ def train_stage(ctx, info, trainable, *, label, path=None, seed=None, pruning=No
                   [*ctx.ckpt.callbacks(info.name), *extra])
     _fit(ctx, stage, callback, fit_kwargs or {})
     info.train_seconds, info.epochs_run = stage.seconds, stage.epochs_run
+    info.curves = {"first_epoch": stage.initial_epoch + 1, **stage.curves} \
+        if stage.curves else None
     info.model = getattr(model, "student", model)
     if callback is not None:
         from keras_distill.compress import strip_pruning
@@ -167,6 +172,8 @@ def _fit(ctx, stage, pruning, fit_kwargs):
             raise
         raise clear from None
     stage.seconds, stage.epochs_run = time.perf_counter() - start, len(history.epoch)
+    stage.curves = {key: [round(float(v), 6) for v in values]
+                    for key, values in history.history.items() if key.startswith("val_")}
 
 
 def _fit_data(model, data, cfg):
