@@ -53,8 +53,8 @@ _SHORT_HELP = {
 _DESCRIPTIONS = {
     "run": "Train a teacher, train the student alone (baseline) and distill it, export the "
            "better student to TFLite / ONNX / TFLite Micro, verify every artifact and write "
-           "report.md, manifest.json and report.png. With no arguments: the bundled digits "
-           "data, teacher_cnn and student_cnn, into ./exported. Feature vectors (--data "
+           "report.md, manifest.json, report.png and curves.png. With no arguments: the bundled "
+           "digits data, teacher_cnn and student_cnn, into ./exported. Feature vectors (--data "
            "breast_cancer, a binary task; --data diabetes, a regression) get teacher_mlp and "
            "student_mlp, and the metrics of their task.",
     "distill": "Distill a student (a preset or a .keras file) from a teacher (a .keras file, or "
