@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 
 import keras
 from keras import layers
@@ -396,7 +397,7 @@ def ensemble(members, *, average: str = "logits", weights=None, name: str = "ens
     if weights is None:
         weights = [1.0] * len(members)
     if len(weights) != len(members) or any(
-            isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0 for w in weights
+            isinstance(w, bool) or not isinstance(w, numbers.Real) or w < 0 for w in weights
     ) or sum(weights) <= 0:
         raise ValueError(f"ensemble: weights must be {len(members)} non-negative numbers, not "
                          f"all zero (one per member); got {weights!r}.")

@@ -51,6 +51,7 @@ def test_a_scope_traced_twice_still_names_its_layer():
     assert layer_for_tensor("model/conv_1/Relu", ["conv_1"]) == "conv_1"
 
 
+@pytest.mark.slow
 def test_a_real_neg_is_reported_with_its_row(tmp_path):
     # tflite.convert converts the model as it is (export() would lower the normalization)
     inputs = keras.Input((4,))

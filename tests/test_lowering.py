@@ -19,6 +19,9 @@ from keras_distill.export.lowering import (
 # int8 LiteRT output vs Keras, max abs error / output range on held-out inputs. Measured 0.033
 # for model (a) (seeded weights below, 200 calibration samples); the bound leaves margin.
 INT8_REL_TOLERANCE = 0.06
+#: The same for the untrained attention encoders below (measured 0.12 with ids drawn over the
+#: whole vocabulary of 40-50).
+ENCODER_INT8_REL_TOLERANCE = 0.2
 LOWERED_OPS = {"MEAN", "SUB", "MUL", "ADD", "RSQRT", "SQUARED_DIFFERENCE"}
 
 
@@ -119,6 +122,7 @@ def _litert_outputs(data, x):
     return np.concatenate(rows)
 
 
+@pytest.mark.slow
 def test_int8_tflite_of_lowered_model(tmp_path):
     from keras_distill.export import tflite
 
@@ -140,6 +144,7 @@ def test_int8_tflite_of_lowered_model(tmp_path):
     assert error <= INT8_REL_TOLERANCE * np.ptp(reference), error / np.ptp(reference)
 
 
+@pytest.mark.slow
 def test_int8_batch1_runs_on_micro(tmp_path):
     from keras_distill.export import tflite
     from keras_distill.verify import micro
@@ -161,7 +166,8 @@ def _encoder(activation):
     x = keras.layers.LayerNormalization(name="norm")(x + a)
     x = keras.layers.Dense(16, activation=activation, name="ffn")(x)
     x = keras.layers.GlobalAveragePooling1D()(x)
-    return _randomize_norms(keras.Model(inputs, keras.layers.Dense(3, name="logits")(x)))
+    return _randomize_norms(keras.Model(inputs, keras.layers.Dense(3, name="logits")(x),
+                                        name=f"encoder_{activation}"))
 
 
 def _upsampling_decoder():
@@ -200,7 +206,10 @@ def test_export_makes_int8_and_micro_artifacts_from_the_lowered_copy(tmp_path, b
     assert float32.metrics["max_abs_error"] <= 1e-4
     assert int8.details["lowered"] == float32.details["lowered"] == lowered
     reference = np.asarray(model(held_out))
-    assert int8.metrics["max_abs_error"] <= INT8_REL_TOLERANCE * np.ptp(reference)
+    # untrained encoders, ids over the whole vocabulary: measured up to 12 % of the range
+    bound = (ENCODER_INT8_REL_TOLERANCE if "encoder" in model.name else
+             INT8_REL_TOLERANCE) * np.ptp(reference)
+    assert int8.metrics["max_abs_error"] <= bound, int8.metrics["max_abs_error"]
     ops = {op["op"] for op in tflite.list_ops((tmp_path / "m_int8.tflite").read_bytes())}
     assert not {"NEG", "SELECT", "SELECT_V2", "TILE", "QUANTIZE", "DEQUANTIZE"} & ops, ops
     chip = by_key["micro", "int8"]
@@ -208,12 +217,13 @@ def test_export_makes_int8_and_micro_artifacts_from_the_lowered_copy(tmp_path, b
         assert chip.status in ("unverified", "failed")
     elif micro_ok:
         assert chip.status == "ok" and not failures, (chip.error, failures)
-        assert chip.metrics["max_abs_error"] <= INT8_REL_TOLERANCE * np.ptp(reference)
+        assert chip.metrics["max_abs_error"] <= bound
     else:
         assert chip.status == "failed" and "GELU" in chip.error and "'ffn'" in chip.error
         assert len(failures) == 1 and "GELU" in failures[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps, unrolled", [(12, True), (UNROLL_MAX_STEPS + 1, False)])
 def test_recurrent_layers_over_short_sequences_are_unrolled(steps, unrolled):
     inputs = keras.Input((steps,), name="ids")  # token ids declared float, as users often do
@@ -230,3 +240,31 @@ def test_recurrent_layers_over_short_sequences_are_unrolled(steps, unrolled):
     assert [c.implementation for c in cells] == ([1, 1, 1] if unrolled else [2, 2, 2])
     assert lstm.unroll is bi.forward_layer.unroll is bi.backward_layer.unroll is unrolled
     assert max_float_diff(model, copy, inputs=ids) <= 1e-5
+
+
+@pytest.mark.slow
+def test_masked_float_ids_small_vocabularies_and_stateful_models():
+    # Embedding(mask_zero=True) also reads the ids through the mask's NotEqual: still ids
+    inputs = keras.Input((6,), name="ids")
+    x = keras.layers.Embedding(5, 4, mask_zero=True, name="tokens")(inputs)  # vocabulary < 8
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(3, name="lstm")(x)))
+    copy, replaced = quantizable_copy(model)  # random ids stay inside the vocabulary of 5
+    assert replaced == ["ids", "tokens", "lstm"] and str(copy.inputs[0].dtype) == "int32"
+    ids = random_inputs(model, 32)
+    assert ids.dtype == np.float32 and ids.min() >= 0 and ids.max() <= 4
+    assert max_float_diff(model, copy, inputs=ids) <= 1e-5
+    # a stateful recurrence is left alone: checking a copy would move its states
+    stateful = keras.Sequential([keras.Input(batch_shape=(2, 6, 3)),
+                                 keras.layers.LSTM(4, stateful=True)])
+    assert quantizable_copy(stateful) == (stateful, [])
+
+
+def test_the_tolerance_follows_the_outputs_magnitude():
+    inputs = keras.Input((8,))
+    x = keras.layers.LayerNormalization()(keras.layers.Dense(8)(inputs))
+    big = keras.layers.Dense(4, kernel_initializer=keras.initializers.RandomNormal(0, 30, seed=1))(x)
+    model = keras.Model(inputs, big)
+    x = np.random.default_rng(0).normal(100, 1, (16, 8)).astype("float32")
+    diff, scale = max_float_diff(model, quantizable_copy(model, inputs=x)[0], inputs=x,
+                                 scale=True)
+    assert scale > 10 and diff <= 1e-5 * scale

@@ -56,6 +56,7 @@ def _decoder():
     return keras.Model(inputs, layers.Dense(3)(x))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("build", [_time_series, _decoder], ids=["time_series", "decoder"])
 def test_every_weight_layer_becomes_quantized_and_converts_to_all_int8(build):
     rng = np.random.default_rng(0)
@@ -140,3 +141,14 @@ def test_layers_that_stay_float_inside_are_named_in_a_warning():
     x = np.random.default_rng(3).integers(0, 50, (4, 12)).astype("int32")
     assert np.abs(np.asarray(calibrate(qat, x)(x)) - np.asarray(model(x))).max() <= \
         0.05 * np.abs(np.asarray(model(x))).max()
+
+
+def test_calibrate_sets_the_range_between_a_separable_convolutions_two_halves():
+    inputs = keras.Input((8, 8, 2))
+    x = layers.SeparableConv2D(4, 3, depth_multiplier=2, name="sep")(inputs)
+    model = keras.Model(inputs, layers.Dense(2)(layers.GlobalAveragePooling2D()(x)))
+    x = 5 * np.random.default_rng(0).normal(size=(16, 8, 8, 2)).astype("float32")
+    qat = calibrate(quantize_aware(model), x)
+    inner = qat.get_layer("sep").depthwise_quant
+    assert float(inner.range_initialized.numpy()) == 1.0
+    assert (float(inner.range_min.numpy()), float(inner.range_max.numpy())) != (-6.0, 6.0)

@@ -499,7 +499,8 @@ def calibrate(model, x, *, batch_size: int = 64, reset: bool = True):
         >>> float(qat.get_layer("image_quant").range_max.numpy()) <= 1.0
         True
     """
-    quantizers = [layer for layer in all_layers(model) if isinstance(layer, FAKE_QUANT_LAYERS)]
+    quantizers = [quantizer for layer in all_layers(model)
+                  if isinstance(layer, FAKE_QUANT_LAYERS) for quantizer in _quantizers(layer)]
     if not quantizers:
         raise ValueError(f"calibrate: model '{model.name}' has no fake-quant layers; "
                          "make it with quantize_aware(model) first.")
@@ -515,3 +516,10 @@ def calibrate(model, x, *, batch_size: int = 64, reset: bool = True):
         for layer in quantizers:
             layer._calibrating = False
     return model
+
+
+def _quantizers(layer):
+    """The range quantizers of a fake-quant layer: itself, and a separable convolution's
+    quantizer of its depthwise output (a sublayer, which ``all_layers`` does not list)."""
+    inner = getattr(layer, "depthwise_quant", None)
+    return [layer] + ([inner] if inner is not None else [])

@@ -8,8 +8,8 @@ cannot trace to a Keras layer is said so ("no Keras layer"), never ``layer None`
 
 Example:
     >>> why, remedy = explain("NEG", "int8")
-    >>> why.split(",")[0]
-    'LayerNormalization lowers to a NEG op'
+    >>> why.split(" (")[0]
+    'the int8 converter cannot quantize a NEG op'
 """
 
 from __future__ import annotations
@@ -58,21 +58,25 @@ CAUSES = (
           "sequence (export() does so up to 128 steps): the recurrence then converts to "
           "builtin ops"),
     Cause("layer_norm_neg", ("NEG",), _INTEGER, "",
-          "LayerNormalization lowers to a NEG op, which the int8 converter cannot quantize",
-          "export a Functional or Sequential model: export() converts a copy whose "
-          "LayerNormalization is rewritten without NEG (keras_distill.export.lowering); in a "
-          "subclassed model compute (x - mean) * rsqrt(var + eps) * gamma + beta instead"),
+          "the int8 converter cannot quantize a NEG op (Keras's LayerNormalization lowers to "
+          "one, as does any negation)",
+          "for a LayerNormalization, export a Functional or Sequential model: export() "
+          "converts a copy whose LayerNormalization is rewritten without NEG "
+          "(keras_distill.export.lowering); in a subclassed model compute (x - mean) * "
+          "rsqrt(var + eps) * gamma + beta instead; write a negation as a subtraction"),
     Cause("embedding_select_micro", ("SELECT", "SELECT_V2"), ("micro",), "",
-          "an Embedding's lookup wraps negative ids with a SELECT op, which TensorFlow Lite "
-          "Micro has no kernel for",
-          "export a Functional or Sequential model: export() converts a copy whose Embedding "
-          "gathers directly (keras_distill.export.lowering)"),
+          "TensorFlow Lite Micro has no SELECT kernel (an Embedding's lookup, which wraps "
+          "negative ids, gives one, as does ops.where)",
+          "for an Embedding, export a Functional or Sequential model: export() converts a copy "
+          "whose Embedding gathers directly (keras_distill.export.lowering); else replace the "
+          "where"),
     Cause("gelu_micro", ("GELU",), ("micro",), "",
           "TensorFlow Lite Micro has no GELU kernel",
           "use activation='relu' in the student for a microcontroller, or deploy the .tflite "
           "files (LiteRT runs GELU in int8)"),
     Cause("tile_micro", ("TILE",), ("micro",), "",
-          "TensorFlow Lite Micro has no TILE kernel (UpSampling2D repeats with it; tf.tile)",
+          "TensorFlow Lite Micro has no TILE kernel (a nearest UpSampling2D repeats with it, "
+          "as does ops.tile)",
           "export a Functional or Sequential model: export() converts a copy whose nearest "
           "UpSampling2D is a resize (keras_distill.export.lowering); else replace the layer"),
     Cause("micro_kernel_failed", (), ("micro",), "failed to",

@@ -65,6 +65,7 @@ class Subject:
     calibration: np.ndarray | None
     qat: bool = False
     sample_inputs: np.ndarray | None = None
+    lowering_skipped: str | None = None  # why the lowered copy was not used (recorded)
 
     @functools.cached_property
     def quantize_aware(self):
@@ -120,6 +121,7 @@ class Subject:
         try:
             return quantizable_copy(self.model, inputs=self.sample_inputs)
         except Exception as exc:  # noqa: BLE001 - the model itself still converts (or says why)
+            self.lowering_skipped = f"{type(exc).__name__}: {exc}"
             warnings.warn(f"export: {self.name}: converting the model as it is, without "
                           f"lowering its layers for int8 / TFLite Micro: {exc}", stacklevel=2)
             return self.model, []
@@ -378,8 +380,11 @@ def tflite_builder(subject, mode, workspace):
 
 
 def _lowered_record(subject):
-    """``{"lowered": [layer names]}`` when the file comes from the lowered copy, else ``{}``."""
+    """``{"lowered": [layer names]}`` when the file comes from the lowered copy,
+    ``{"lowering_skipped": why}`` when the lowering failed, else ``{}``."""
     _, replaced = subject.lowered
+    if subject.lowering_skipped:
+        return {"lowering_skipped": subject.lowering_skipped}
     return {"lowered": list(replaced)} if replaced else {}
 
 
