@@ -32,6 +32,7 @@ from keras_distill import io
 from keras_distill.backend import require_tensorflow
 from keras_distill.export import checks, steps
 from keras_distill.export.artifacts import Artifact, ExportReport, VerificationError
+from keras_distill.export.diagnose import Diagnosis, LayerDiagnosis, diagnose
 from keras_distill.export.micro import ArenaMeasurement  # noqa: F401  (re-exported)
 from keras_distill.export.steps import FLOAT32_TOLERANCE
 from keras_distill.export.tflite import UnsupportedOpError
@@ -48,9 +49,12 @@ __all__ = [
     "FORMATS",
     "QUANTIZATION_MODES",
     "Artifact",
+    "Diagnosis",
     "ExportReport",
+    "LayerDiagnosis",
     "UnsupportedOpError",
     "VerificationError",
+    "diagnose",
     "export",
 ]
 
