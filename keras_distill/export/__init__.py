@@ -72,7 +72,7 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
            quantization=DEFAULT_QUANTIZATION, representative_data=None, eval_data=None,
            labels=None, task="auto", onnx_opset=17,
            calibration_samples=DEFAULT_CALIBRATION_SAMPLES, reference_outputs=None,
-           qat_model=None, write_report=True):
+           qat_model=None, write_report=True, target=None):
     """Export ``model`` to every requested format and quantization, verified in its runtime.
 
     Args:
@@ -120,6 +120,9 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             ones of ``tflite`` / ``micro``) take their scales from its fake-quant ranges.
         write_report: write ``manifest.json`` and ``report.md`` (``False`` when the caller
             writes one manifest for more than this export, as ``keras-distill run`` does).
+        target: a device (a name of ``keras_distill.targets.TARGETS``, or a ``Target``): each
+            micro artifact records whether its measured arena and model fit its RAM and flash
+            (``details["target"]``, with the margins).
 
     Returns:
         An :class:`ExportReport`, also written as ``manifest.json`` and ``report.md``. Each
@@ -166,6 +169,10 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
     labels = checks.check_labels(labels, model_info, kinds)
     subject, verification = _subject(model, name, formats, quantization, representative_data,
                                      eval_data, calibration_samples, reference_outputs, kinds)
+    if target is not None:
+        from keras_distill import targets
+
+        subject.target = targets.get(target)  # an unknown name fails here, before any work
     qat = None if qat_model is None else _qat_subject(qat_model, name, verification,
                                                       subject.calibration)
 

@@ -66,6 +66,7 @@ class Subject:
     qat: bool = False
     sample_inputs: np.ndarray | None = None
     lowering_skipped: str | None = None  # why the lowered copy was not used (recorded)
+    target: object = None  # a keras_distill.targets.Target its micro artifacts must fit
 
     @functools.cached_property
     def quantize_aware(self):
@@ -446,5 +447,10 @@ def micro_builder(subject, workspace):
                                    "length": f"{ident}_model_data_len",
                                    "arena": f"{ident}_tensor_arena_size"},
                    **_lowered_record(subject)}
+        if subject.target is not None:
+            from keras_distill import targets
+
+            details["target"] = targets.fit(
+                {"arena_size": arena.arena_size, "model_bytes": len(data)}, subject.target)
         return dict(zip(names, (h.encode(), cc.encode()))), data, details
     return names, build

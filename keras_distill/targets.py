@@ -1,0 +1,91 @@
+"""Named device targets: their RAM and flash, and whether an int8 micro artifact fits.
+
+Each :class:`Target` holds the memory a TensorFlow Lite Micro model can use on a device and
+where the numbers come from. :func:`fit` compares an artifact with a target: the tensor arena
+measured in TFLite Micro against RAM, the model's bytes against flash, with the margins. What
+is not counted yet, and said so in every result: TFLite Micro's own code (flash) and the
+interpreter's static RAM, which depend on the ops linked and the toolchain.
+
+Example:
+    >>> fit({"arena_size": 3072, "model_bytes": 7688}, "nrf52840")["fits"]
+    True
+    >>> fit({"arena_size": 300 * 1024, "model_bytes": 7688}, "nrf52840")["fits"]
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+KIB, MIB = 1024, 1024 * 1024
+#: What :func:`fit` does not count (in every result).
+NOT_COUNTED = ("TFLite Micro's code size in flash and the interpreter's static RAM are not "
+               "counted: leave room for them (tens of KiB on Cortex-M builds)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """A device: ``ram`` and ``flash`` in bytes (``None``: no fixed limit) and their source."""
+
+    name: str
+    description: str
+    ram: int | None
+    flash: int | None
+    source: str
+
+
+TARGETS = {t.name: t for t in (
+    Target("nrf52840", "Nordic nRF52840 (Cortex-M4F, 64 MHz)", 256 * KIB, 1 * MIB,
+           "Nordic nRF52840 Product Specification v1.7, Key features: 1 MB flash, 256 KB RAM"),
+    Target("cortex-m4-256k", "a Cortex-M4 board with 256 KiB RAM and 1 MiB flash, such as "
+           "the Arduino Nano 33 BLE Sense (nRF52840)", 256 * KIB, 1 * MIB,
+           "Arduino Nano 33 BLE Sense datasheet: nRF52840, 1 MB flash, 256 KB SRAM"),
+    Target("cortex-m7-512k", "a Cortex-M7 with 512 KiB RAM and 2 MiB flash, such as the "
+           "STM32F767ZI", 512 * KIB, 2 * MIB,
+           "ST STM32F767ZI datasheet (DS11532): 2 Mbytes flash, 512 Kbytes SRAM"),
+    Target("rp2040", "Raspberry Pi RP2040 (dual Cortex-M0+, 133 MHz) on a Pico",
+           264 * KIB, 2 * MIB,
+           "RP2040 datasheet: 264 kB on-chip SRAM; Raspberry Pi Pico datasheet: 2 MB QSPI "
+           "flash"),
+    Target("esp32-s3", "Espressif ESP32-S3-WROOM-1-N8R8 (Xtensa LX7, with PSRAM)",
+           512 * KIB + 8 * MIB, 8 * MIB,
+           "ESP32-S3 datasheet: 512 KB SRAM; ESP32-S3-WROOM-1 datasheet: N8R8 has 8 MB flash "
+           "and 8 MB PSRAM (counted as RAM here: TFLM arenas can live in PSRAM)"),
+    Target("android-cpu", "an Android phone's CPU (LiteRT)", None, None,
+           "no fixed limit: a phone's memory is shared with the rest of the app"),
+)}
+
+
+def get(target):
+    """The :class:`Target` of a name (or the target itself).
+
+    Raises:
+        ValueError: an unknown name, listing the known ones.
+    """
+    if isinstance(target, Target):
+        return target
+    if target not in TARGETS:
+        raise ValueError(f"Unknown target {target!r}; known targets: {', '.join(TARGETS)} "
+                         f"(or pass a keras_distill.targets.Target(name, description, ram, "
+                         f"flash, source)).")
+    return TARGETS[target]
+
+
+def fit(artifact, target):
+    """Whether a micro artifact fits ``target``.
+
+    Args:
+        artifact: ``{"arena_size": bytes, "model_bytes": bytes}`` (a micro artifact's
+            measured arena and its model's size).
+        target: a name of :data:`TARGETS` or a :class:`Target`.
+
+    Returns:
+        ``{"target", "fits", "ram_margin", "flash_margin", "not_counted", "source"}``;
+        the margins in bytes (negative: over by that much; ``None``: no limit).
+    """
+    t = get(target)
+    ram = None if t.ram is None else t.ram - int(artifact["arena_size"])
+    flash = None if t.flash is None else t.flash - int(artifact["model_bytes"])
+    fits = all(m is None or m >= 0 for m in (ram, flash))
+    return {"target": t.name, "fits": fits, "ram_margin": ram, "flash_margin": flash,
+            "not_counted": NOT_COUNTED, "source": t.source}
