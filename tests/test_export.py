@@ -199,6 +199,30 @@ def test_micro_source_compiles_and_holds_the_int8_model(exported, tmp_path):
                              check=True).stdout
     assert " R digits_student_model_data\n" in symbols
     assert " R digits_student_model_data_len\n" in symbols
+    # the header's registration function adds exactly the model's ops, each once
+    ops = list(dict.fromkeys(record.details["ops"]))
+    assert f"constexpr unsigned int digits_student_op_count = {len(ops)};" in h_text
+    stub = tmp_path / "register.cc"
+    methods = "\n".join(f"  int {m}() {{ added.push_back(\"{m}\"); return 0; }}"
+                        for m in record.details["micro_op_resolver"])
+    stub.write_text(f"""#include <string>
+#include <vector>
+#include "{h.name}"
+struct Resolver {{
+  std::vector<std::string> added;
+{methods}
+}};
+bool check() {{
+  Resolver resolver;
+  static_assert(digits_student_op_count == {len(ops)}, "op count");
+  return digits_student_register_ops(resolver) && resolver.added.size() == {len(ops)};
+}}
+int main() {{ return check() ? 0 : 1; }}
+""")
+    binary = tmp_path / "register"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(out), str(stub),
+                    "-o", str(binary)], check=True, capture_output=True)
+    assert subprocess.run([str(binary)], check=False).returncode == 0  # each op added once
     data, info = micro.read_c_source(cc)
     assert len(data) == record.size_bytes and info["arena_size"] == arena
     # batch 1, int8 in and out

@@ -60,7 +60,8 @@ _CPP_KEYWORDS = {
 }
 
 
-def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names=None):
+def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names=None,
+             ops=None):
     """Render a ``.tflite`` flatbuffer as a C++ source/header pair for TensorFlow Lite Micro.
 
     Args:
@@ -75,6 +76,9 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
             outputs): each output's index, scale and zero point also get a constant named after
             it, ``<name>_<output>_output_index`` ..., since TFLM reads outputs by index and the
             flatbuffer's order is not the Keras order.
+        ops: the model's TFLite builtin ops: the header then gets ``<name>_op_count`` and
+            ``<name>_register_ops(resolver)``, which adds exactly these ops to a
+            ``tflite::MicroMutableOpResolver<<name>_op_count>`` (:func:`register_function`).
 
     Returns:
         ``(cc_text, h_text)``; the ``.cc`` includes ``<name>_model_data.h``.
@@ -132,10 +136,11 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
     if io:
         notes.append("// Quantize inputs as q = round(x / scale) + zero_point; dequantize "
                      "outputs as x = (q - zero_point) * scale.")
+    registration = register_function(ident, ops) if ops else []
     h_lines = [*notes, f"#ifndef {guard}", f"#define {guard}", "",
                f"extern const unsigned char {ident}_model_data[];",
                f"extern const unsigned int {ident}_model_data_len;", *constants, "",
-               f"#endif  // {guard}", ""]
+               *registration, f"#endif  // {guard}", ""]
     body = []
     for start in range(0, len(model_bytes), 12):
         chunk = model_bytes[start:start + 12]
@@ -144,6 +149,30 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
                 f"alignas(16) const unsigned char {ident}_model_data[] = {{", *body, "};",
                 f"const unsigned int {ident}_model_data_len = {len(model_bytes)};", ""]
     return "\n".join(cc_lines), "\n".join(h_lines)
+
+
+def register_function(ident, ops):
+    """C++ lines of ``<ident>_op_count`` and ``<ident>_register_ops``: a template over the
+    resolver (so that the header needs no TFLite Micro include) that adds each op once and
+    returns ``true`` when every ``Add...`` returned ``kTfLiteOk`` (0).
+
+    Example:
+        >>> print("\\n".join(register_function("m", ["CONV_2D", "SOFTMAX"])[1:4]))
+        constexpr unsigned int m_op_count = 2;
+        // Adds exactly the model's ops: tflite::MicroMutableOpResolver<m_op_count> resolver;
+        // m_register_ops(resolver);
+    """
+    ops = list(dict.fromkeys(ops))
+    calls = [f"  ok = ok && static_cast<int>(resolver.{resolver_method(op)}()) == 0;"
+             for op in ops]
+    return ["// The model's ops, for tflite::MicroMutableOpResolver.",
+            f"constexpr unsigned int {ident}_op_count = {len(ops)};",
+            (f"// Adds exactly the model's ops: tflite::MicroMutableOpResolver<{ident}_op_count> "
+             "resolver;"),
+            f"// {ident}_register_ops(resolver);",
+            "template <typename Resolver>",
+            f"inline bool {ident}_register_ops(Resolver& resolver) {{",
+            "  bool ok = true;", *calls, "  return ok;", "}", ""]
 
 
 def resolver_method(op):
