@@ -341,13 +341,18 @@ def plot_accuracy_vs_size(rows, path, *, title="Test accuracy vs size", task="mu
             ax.legend(loc="lower right", fontsize=8)
             xs = [r.size_bytes / 1024 for r in points]
             ax.set_xlim(min(xs) / 1.6, max(xs) * 3.0)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        atomic_write_bytes(path, buffer.getvalue())
+        _save_png(fig, path)
     finally:
         plt.close(fig)
     return path
+
+
+def _save_png(fig, path):
+    """Lay out ``fig`` and write it to ``path`` as a PNG, atomically."""
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def plot_curves(curves, path, *, metric="accuracy", reference=None, title=None):
@@ -379,10 +384,7 @@ def plot_curves(curves, path, *, metric="accuracy", reference=None, title=None):
         ax.set_title(title or f"validation {metric} per epoch")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize=8)
-        fig.tight_layout()
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png")
-        atomic_write_bytes(path, buffer.getvalue())
+        _save_png(fig, path)
     finally:
         plt.close(fig)
     return path
