@@ -279,6 +279,10 @@ def test_run_writes_models_artifacts_and_reports(tiny_run):
 
 def test_run_manifest_numbers(tiny_run):
     m, out_dir = tiny_run["manifest"], tiny_run["out_dir"]
+    # the notes say what distillation gained, with the validation numbers of the three models
+    (gain,) = [n for n in m["notes"] if n.startswith("Distillation ")]
+    for name in ("teacher", "student_baseline", "student_distilled"):
+        assert f"{m['models'][name]['val_accuracy']:.4f}" in gain
     assert m["data"]["n_train"] == 1167 and m["data"]["n_test"] == 360
     models = m["models"]
     assert set(models) == {"teacher", "student_baseline", "student_distilled"}

@@ -267,6 +267,9 @@ def _export(cfg, model, data, out_dir, name, **kwargs):
 
 def _notes(ctx, trained, export_report):
     cfg, qat, notes = ctx.cfg, trained.qat, []
+    gain = _gain_note(ctx, trained)
+    if gain is not None:
+        notes.append(gain)
     if export_report is not None:
         notes += list(export_report.notes)
     if qat is not None:
@@ -282,6 +285,33 @@ def _notes(ctx, trained, export_report):
                      "the teacher's weights and the data; reused by later runs, safe to "
                      "delete).")
     return notes
+
+
+#: Training inputs on which a distilled student that gained nothing is compared with the
+#: teacher (its capacity to follow the teacher).
+AGREEMENT_SAMPLES = 2000
+
+
+def _gain_note(ctx, trained):
+    """What distillation gained (``students.gain_note``); when it gained nothing, for a
+    multiclass task on in-memory data, measured with the distilled student's agreement with
+    the teacher on its own training inputs."""
+    import numpy as np
+
+    from keras_distill.pipeline.students import gain_note
+
+    key = tasks.CRITERIA[ctx.data.task][0]
+    b, d = trained.baseline.val_score(key), trained.distilled.val_score(key)
+    agreement = None
+    no_gain = b is not None and d is not None and d <= b
+    if no_gain and ctx.data.task == tasks.MULTICLASS and \
+            isinstance(ctx.data.x_train, np.ndarray):
+        x = ctx.data.x_train[:AGREEMENT_SAMPLES]
+        teacher = np.argmax(trained.teacher.model.predict(x, verbose=0), -1)
+        student = np.argmax(trained.distilled.model.predict(x, verbose=0), -1)
+        agreement = float(np.mean(teacher == student))
+    return gain_note(trained.teacher, trained.baseline, trained.distilled,
+                     train_agreement=agreement)
 
 
 def _run_files(trained, export_report, records):

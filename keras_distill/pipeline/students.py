@@ -247,3 +247,54 @@ def _tie(baseline, distilled, what, value):
     verb = "agrees more with the teacher" if higher else "is closer to the teacher"
     return name, (f"Tie on {what} ({value:.4f}); the {name.split('_')[1]} student {verb} on "
                   f"validation ({first:.4f} vs {second:.4f}).")
+
+
+#: A teacher this little above the student alone (points of the validation metric, as a
+#: fraction) leaves little to learn from it.
+SMALL_TEACHER_MARGIN = 0.01
+#: A distilled student that reproduces fewer of the teacher's training labels than this lacks
+#: the capacity to follow it.
+LOW_AGREEMENT = 0.95
+
+
+def gain_note(teacher, baseline, distilled, *, train_agreement=None):
+    """What distillation gained, in a sentence with the measured numbers, and, when it gained
+    nothing, the measured reasons (a teacher barely better than the student alone; a student
+    that cannot reproduce the teacher's labels on its own training inputs).
+
+    Args:
+        teacher, baseline, distilled: measured :class:`ModelInfo` objects (validation scores).
+        train_agreement: the distilled student's top-1 agreement with the teacher on the
+            training inputs, if measured.
+
+    Returns:
+        The note, or ``None`` for a task without a higher-is-better validation metric.
+
+    Example:
+        >>> t = ModelInfo("teacher", None, val_accuracy=0.99)
+        >>> b = ModelInfo("student_baseline", None, val_accuracy=0.96)
+        >>> d = ModelInfo("student_distilled", None, val_accuracy=0.975)
+        >>> gain_note(t, b, d)[:74]
+        'Distillation recovered 50% of the gap between the student alone and the te'
+    """
+    key, what, higher = CRITERIA[distilled.task]
+    t, b, d = teacher.val_score(key), baseline.val_score(key), distilled.val_score(key)
+    if not higher or None in (t, b, d):
+        return None
+    numbers = f"{what}: teacher {t:.4f}, student alone {b:.4f}, distilled {d:.4f}"
+    if d > b and t > b:
+        return (f"Distillation recovered {(d - b) / (t - b):.0%} of the gap between the "
+                f"student alone and the teacher ({numbers}).")
+    reasons = []
+    if t - b < SMALL_TEACHER_MARGIN:
+        reasons.append(f"the teacher is only {100 * (t - b):.1f} points above the student "
+                       f"alone: it has little to teach this student")
+    if train_agreement is not None and train_agreement < LOW_AGREEMENT:
+        reasons.append(f"the distilled student reproduces the teacher's labels on only "
+                       f"{train_agreement:.1%} of its own training inputs: it lacks the "
+                       f"capacity to follow the teacher (a wider student, or distilling "
+                       f"through an intermediate teacher assistant, may help)")
+    if not reasons:
+        reasons.append("neither a small teacher margin nor a lack of capacity explains it: "
+                       "try a longer schedule or another temperature")
+    return (f"Distillation gained nothing ({numbers}): " + "; ".join(reasons) + ".")
