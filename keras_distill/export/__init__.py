@@ -32,6 +32,7 @@ from keras_distill import io
 from keras_distill.backend import require_tensorflow
 from keras_distill.export import checks, steps
 from keras_distill.export.artifacts import Artifact, ExportReport, VerificationError
+from keras_distill.export.budget import BudgetResult, int8_within_budget, keep_float
 from keras_distill.export.diagnose import Diagnosis, LayerDiagnosis, diagnose
 from keras_distill.export.micro import ArenaMeasurement  # noqa: F401  (re-exported)
 from keras_distill.export.steps import FLOAT32_TOLERANCE
@@ -49,6 +50,7 @@ __all__ = [
     "FORMATS",
     "QUANTIZATION_MODES",
     "Artifact",
+    "BudgetResult",
     "Diagnosis",
     "ExportReport",
     "LayerDiagnosis",
@@ -56,6 +58,8 @@ __all__ = [
     "VerificationError",
     "diagnose",
     "export",
+    "int8_within_budget",
+    "keep_float",
 ]
 
 #: Calibration samples used for int8 by default.
