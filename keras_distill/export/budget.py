@@ -93,9 +93,7 @@ def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_dr
     accuracy = int8_accuracy = _accuracy(data, x, y)
     tried.append(([], accuracy))
     if float_accuracy - accuracy > max_accuracy_drop:
-        # an output tensor no layer names is the model's output: its last layer's
-        last = model.layers[-1].name
-        order = [d.layer or last for d in diagnose(model, representative_data, x).layers]
+        order = [d.layer for d in diagnose(model, representative_data, x).layers if d.layer]
         for layer in list(dict.fromkeys(order))[:max_layers]:
             kept.append(layer)
             data = keep_float(model, representative_data, kept)

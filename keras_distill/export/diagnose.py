@@ -37,7 +37,8 @@ class LayerDiagnosis:
     """One quantized layer output.
 
     Attributes:
-        layer: the Keras layer (``None`` for a tensor no layer names, e.g. the model output).
+        layer: the Keras layer (the model's output is its last layer's; ``None`` for a tensor
+            no layer names).
         tensor: the TFLite tensor it was measured on.
         steps_rmse: RMSE of int8 against float, in quantization steps of the tensor.
         snr_db: signal-to-noise ratio, 10·log10(Σ float² / Σ (float − int8)²).
@@ -102,11 +103,22 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64):
         stats = isolation.call(DEBUG, str(path), calibration.astype(dtype), x.astype(dtype),
                                stage="int8 quantization debugging",
                                remedy="Diagnose a smaller part of the model.")
-    rows = [LayerDiagnosis(tflite.layer_for_tensor(_tensor_name(name), names),
-                           _tensor_name(name), values["steps_rmse"], values["snr_db"],
-                           values["cosine"], values["max_abs_error"])
+    rows = [LayerDiagnosis(_layer(_tensor_name(name), names, model), _tensor_name(name),
+                           values["steps_rmse"], values["snr_db"], values["cosine"],
+                           values["max_abs_error"])
             for name, values in stats.items()]
     return Diagnosis(sorted(rows, key=lambda d: d.snr_db))
+
+
+def _layer(tensor, names, model):
+    """The Keras layer of a tensor; the signature's output (``StatefulPartitionedCall...``)
+    is the model's last layer's."""
+    from keras_distill.export.tflite import layer_for_tensor
+
+    layer = layer_for_tensor(tensor, names)
+    if layer is None and tensor.startswith("StatefulPartitionedCall"):
+        return model.layers[-1].name
+    return layer
 
 
 def _tensor_name(debug_name):
