@@ -283,6 +283,10 @@ def test_run_manifest_numbers(tiny_run):
     (gain,) = [n for n in m["notes"] if n.startswith("Distillation ")]
     for name in ("teacher", "student_baseline", "student_distilled"):
         assert f"{m['models'][name]['val_accuracy']:.4f}" in gain
+    # the baseline and the distilled student had the same budget: epochs, and epochs trained
+    b, d = m["models"]["student_baseline"], m["models"]["student_distilled"]
+    assert b["epochs"] == d["epochs"] == b["epochs_run"] == d["epochs_run"] == 2
+    assert len(b["curves"]["val_accuracy"]) == len(d["curves"]["val_accuracy"]) == 2
     assert m["data"]["n_train"] == 1167 and m["data"]["n_test"] == 360
     models = m["models"]
     assert set(models) == {"teacher", "student_baseline", "student_distilled"}
