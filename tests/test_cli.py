@@ -242,7 +242,7 @@ def tiny_run(tmp_path_factory):
     argv = ["run", "--epochs", "2", "--teacher-epochs", "2", "--teacher-allow-weak",
             "--formats", "tflite,micro",
             "--quantization", "float32,int8", "--calibration-samples", "50", "--out-dir",
-            str(out_dir), "--quiet"]
+            str(out_dir), "--quiet", "--target", "nrf52840"]
     import contextlib
     import io
 
@@ -283,6 +283,11 @@ def test_run_manifest_numbers(tiny_run):
     (gain,) = [n for n in m["notes"] if n.startswith("Distillation ")]
     for name in ("teacher", "student_baseline", "student_distilled"):
         assert f"{m['models'][name]['val_accuracy']:.4f}" in gain
+    # --target: the micro artifact's measured arena and model bytes against the device
+    (chip,) = [a for a in m["artifacts"] if a["format"] == "micro"]
+    assert chip["target"]["target"] == "nrf52840" and chip["target"]["fits"] is True
+    assert chip["target"]["ram_margin"] == 256 * 1024 - chip["arena_size"]
+    assert any(n.startswith("The micro artifact fits nrf52840") for n in m["notes"])
     # the baseline and the distilled student had the same budget: epochs, and epochs trained
     b, d = m["models"]["student_baseline"], m["models"]["student_distilled"]
     assert b["epochs"] == d["epochs"] == b["epochs_run"] == d["epochs_run"] == 2

@@ -16,6 +16,7 @@ import dataclasses
 
 from keras_distill import registry
 from keras_distill.config import checks
+from keras_distill.targets import TARGETS
 
 #: Tables that may be written as a string, and the key that string sets.
 SHORTHAND = {"data": "data.source", "teacher": "teacher.model", "student": "student.model"}
@@ -124,6 +125,9 @@ _TOP_LEVEL = [
     Key("calibration_samples", "int", 300, checks.integer_at_least(1),
         "training samples that calibrate " + " / ".join((*registry.CALIBRATED_MODES, "micro")),
         _EXPORTING, group="export"),
+    Key("target", "str", None, checks.one_of(tuple(TARGETS)),
+        "a device the micro artifact must fit (its measured arena in RAM, the model in flash): "
+        + ", ".join(TARGETS), _EXPORTING, group="export"),
     Key("quiet", "bool", False, checks.boolean, "no Keras progress bars", group="general"),
     Key("safe_mode", "bool", True, checks.boolean,
         "refuse .keras files with Lambda layers (they can run arbitrary code; "

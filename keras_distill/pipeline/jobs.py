@@ -258,7 +258,8 @@ def _export(cfg, model, data, out_dir, name, **kwargs):
                 model, out_dir, name=name, formats=cfg["formats"],
                 quantization=cfg["quantization"], representative_data=data.x_train,
                 eval_data=(data.x_test, data.y_test), labels=data.class_names, task=data.task,
-                calibration_samples=cfg["calibration_samples"], **kwargs)
+                calibration_samples=cfg["calibration_samples"], target=cfg["target"],
+                **kwargs)
         except export_lib.VerificationError as exc:
             if exc.report is None:
                 raise
