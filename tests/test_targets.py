@@ -42,6 +42,9 @@ def test_a_target_smaller_than_the_measured_arena_does_not_fit(tmp_path):
     assert chip.ok, chip.error
     arena = chip.details["arena"]["arena_size"]
     assert arena > 1024
+    # multiply-accumulates per inference, by hand: conv1 8·8·8·(3·3·1), conv2 4·4·16·(3·3·8),
+    # logits 256·10
+    assert chip.details["macs"] == 8 * 8 * 8 * 9 + 4 * 4 * 16 * 72 + 256 * 10 == 25600
     fit = chip.details["target"]
     assert (fit["target"], fit["fits"], fit["ram_margin"]) == ("tiny", False, 1024 - arena)
     assert 0 < fit["flash_margin"] < 1024 * 1024  # the model's bytes, counted against flash

@@ -151,6 +151,42 @@ def c_source(model_bytes, name, *, arena=None, io=None, version="", output_names
     return "\n".join(cc_lines), "\n".join(h_lines)
 
 
+def macs(ops):
+    """Multiply-accumulates of one inference, from the ops of a static-shape (batch 1)
+    ``.tflite`` (``tflite.list_ops``): convolutions, depthwise and transposed convolutions,
+    fully connected layers and batched matrix products; other ops are not counted.
+
+    Example:
+        >>> conv = {"op": "CONV_2D", "inputs": [{"shape": [1, 8, 8, 1]},
+        ...         {"shape": [8, 3, 3, 1]}], "outputs": [{"shape": [1, 8, 8, 8]}]}
+        >>> macs([conv])  # 8·8 outputs · 8 channels · 3·3·1 products
+        4608
+    """
+    total = 0
+    for op in ops:
+        shapes = [t["shape"] for t in op["inputs"]]
+        out = op["outputs"][0]["shape"] if op["outputs"] else []
+        if op["op"] == "CONV_2D" and len(shapes) >= 2:
+            total += _product(out) * _product(shapes[1][1:])  # filter (Co, Kh, Kw, Ci)
+        elif op["op"] == "DEPTHWISE_CONV_2D" and len(shapes) >= 2:
+            total += _product(out) * _product(shapes[1][1:3])  # filter (1, Kh, Kw, C·m)
+        elif op["op"] == "FULLY_CONNECTED" and len(shapes) >= 2:
+            total += _product(out) * shapes[1][-1]  # weights (out, in)
+        elif op["op"] == "TRANSPOSE_CONV" and len(shapes) >= 3:
+            # inputs: (output shape, filter (Co, Kh, Kw, Ci), input)
+            total += _product(shapes[2]) * _product(shapes[1][:3])
+        elif op["op"] == "BATCH_MATMUL" and len(shapes) >= 2:
+            total += _product(out) * shapes[0][-1]
+    return int(total)
+
+
+def _product(values):
+    result = 1
+    for v in values:
+        result *= max(int(v), 1)
+    return result
+
+
 def register_function(ident, ops):
     """C++ lines of ``<ident>_op_count`` and ``<ident>_register_ops``: a template over the
     resolver (so that the header needs no TFLite Micro include) that adds each op once and

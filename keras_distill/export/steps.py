@@ -440,14 +440,15 @@ def micro_builder(subject, workspace):
                     op=exc.op, layer=exc.layer, mode="micro", detail=exc.detail) from exc
         else:  # tflite-micro has wheels for Linux x86-64 only
             arena = micro.estimate_arena(data)
-        ops = [op["op"] for op in tflite.list_ops(data)]
+        listed = tflite.list_ops(data)
+        ops = [op["op"] for op in listed]
         cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,
                                version=__version__, output_names=outputs, ops=ops)
         details = {**io_record(io_details, outputs), "arena": arena.to_dict(),
                    "identifiers": {"array": f"{ident}_model_data",
                                    "length": f"{ident}_model_data_len",
                                    "arena": f"{ident}_tensor_arena_size"},
-                   **_lowered_record(subject)}
+                   "macs": micro.macs(listed), **_lowered_record(subject)}
         if subject.target is not None:
             from keras_distill import targets
 
