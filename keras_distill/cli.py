@@ -305,7 +305,12 @@ def _run(args, cfg):
     result = _job(cfg, "run", command=" ".join([PROG, *args.argv]), resume=args.resume)
     _print_table(result, end="\n")
     print(f"Exported: {result.selected}. {result.reason}")
+    for note in result.manifest.get("notes", []):
+        if note.startswith("Distillation "):  # what distillation gained, or why not
+            print(note)
     files = f"{pipeline.REPORT}, {pipeline.MANIFEST}, {pipeline.PLOT}"
+    if "curves.png" in result.manifest.get("files", []):
+        files += ", curves.png"
     print(f"Wrote {result.out_dir}/ ({files}, the .keras models and the artifacts).")
     return _failed(result.errors, see=f" (see {result.out_dir}/{pipeline.REPORT}).")
 

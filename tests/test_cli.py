@@ -335,6 +335,9 @@ def test_run_prints_the_table_and_the_choice(tiny_run):
     assert names == ["teacher", "student_baseline", "student_distilled",
                      "student_float32.tflite", "student_int8.tflite", "student_model_data.cc"]
     assert f"Exported: {m['selected']['student']}. {m['selected']['reason']}" in out
+    (gain,) = [n for n in m["notes"] if n.startswith("Distillation ")]
+    assert gain in out.splitlines()  # what distillation gained, printed too
+    assert "report.png, curves.png, the .keras models" in out
     assert "Epoch 1/2" not in out  # --quiet: no progress bars
     report_md = (tiny_run["out_dir"] / "report.md").read_text()
     assert m["selected"]["reason"] in report_md
