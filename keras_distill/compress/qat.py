@@ -440,7 +440,7 @@ def quantize_aware(model, *, weight_bits: int = 8, activation_bits: int = 8,
                 "ema_decay": ema_decay}
     qat = _QuantizedCloner(functional, plan, settings).clone(name or f"{model.name}_qat")
     _copy_weights(functional, qat, plan)
-    _warn_float_layers(functional, plan)
+    _warn_float_layers(qat)
     return qat
 
 
@@ -460,14 +460,11 @@ def float_inside_layers(model) -> list[str]:
             and type(layer).__name__ not in _FLOAT_INSIDE_OK]
 
 
-def _warn_float_layers(functional, plan: _QuantizationPlan):
+def _warn_float_layers(qat):
     """Warn, naming them, of the layers with weights that stay float inside: only their
     outputs are fake quantized, so the int8 converter finds no range for their inner
     tensors."""
-    left = [f"{layer.name} ({type(layer).__name__})" for layer in functional.layers
-            if layer.weights and layer.name not in plan.quantized
-            and layer.name not in plan.absorbed
-            and type(layer).__name__ not in _FLOAT_INSIDE_OK]
+    left = float_inside_layers(qat)
     if left:
         warnings.warn(
             f"quantize_aware: {len(left)} layer(s) have no quantization-aware version and "

@@ -260,18 +260,19 @@ def quantizable_copy(model, *, check=True, inputs=None, seed=0):
     functional = type(model) is keras.Sequential or type(model).__name__ == "Functional"
     if any(getattr(layer, "stateful", False) for layer in model.layers):
         return model, []  # comparing would move its states (and a copy starts from zero)
-    ids_input = _float_ids_input(model) if functional else None
-    if not functional or not (ids_input is not None or any(_lowered(layer) is not None
-                                               for layer in model.layers)):
+    if not functional:
+        return model, []
+    ids_input = _float_ids_input(model)
+    lowered = {layer.name: _lowered(layer) for layer in model.layers}
+    lowered = {name: layer for name, layer in lowered.items() if layer is not None}
+    if ids_input is None and not lowered:
         return model, []
     input_name = ids_input._keras_history.operation.name if ids_input is not None else None
-    replaced = [input_name] if ids_input is not None else []
+    replaced = ([input_name] if ids_input is not None else []) + list(lowered)
 
     def clone(layer):
-        lowered = _lowered(layer)
-        if lowered is not None:
-            replaced.append(layer.name)
-            return lowered
+        if layer.name in lowered:
+            return lowered[layer.name]
         return layer.__class__.from_config(layer.get_config())
 
     input_tensors = None
