@@ -16,8 +16,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 
 import numpy as np
 
@@ -52,16 +50,13 @@ class BudgetResult:
 
 def keep_float(model, representative_data, layers):
     """The int8 ``.tflite`` of ``model`` with the Keras ``layers`` kept in float."""
-    from keras_distill.export import lowering, tflite
+    from keras_distill.export.diagnose import _lowered_saved_model
     from keras_distill.graph import all_layers
 
     calibration = np.asarray(representative_data)
-    copy, _ = lowering.quantizable_copy(model, inputs=calibration[:32])
-    _, dtype = tflite.input_spec(copy)
     names = [layer.name for layer in all_layers(model)]
-    with tempfile.TemporaryDirectory(prefix="keras_distill_budget_") as tmp:
-        path = tflite.saved_model(copy, os.path.join(tmp, "sm"))
-        return isolation.call(MIXED, str(path), calibration.astype(dtype), list(layers), names,
+    with _lowered_saved_model(model, calibration) as (path, dtype):
+        return isolation.call(MIXED, path, calibration.astype(dtype), list(layers), names,
                               stage="int8 conversion with float layers",
                               remedy="Keep fewer layers in float, or use QAT.")
 
@@ -124,13 +119,8 @@ def _accuracy(model_bytes, x, y):
 def _mixed_saved_model(saved_model_dir, calibration, layers, layer_names):
     """int8 of ``saved_model_dir`` with the ops of ``layers`` denylisted (kept in float): the
     float model's op outputs that :func:`layer_for_tensor` maps to them."""
-    import tensorflow as tf
-
+    from keras_distill.export.diagnose import _debugger
     from keras_distill.export.tflite import convert, layer_for_tensor, list_ops
-
-    def dataset():
-        for i in range(len(calibration)):
-            yield [calibration[i:i + 1]]
 
     nodes = []
     if layers:
@@ -140,10 +130,5 @@ def _mixed_saved_model(saved_model_dir, calibration, layers, layer_names):
                       for t in op["outputs"] + op["inputs"]]
             if next((o for o in owners if o), None) in layers:
                 nodes += [t["name"] for t in op["outputs"]]
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = dataset
-    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=dataset, debug_options=options)
-    return bytes(debugger.get_nondebug_quantized_model())
+    debug = _debugger(saved_model_dir, calibration, calibration, denylisted_nodes=nodes)
+    return bytes(debug.get_nondebug_quantized_model())

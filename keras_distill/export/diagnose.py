@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -89,18 +90,14 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64):
     Returns:
         A :class:`Diagnosis`, worst layer first.
     """
-    from keras_distill.export import lowering, tflite
     from keras_distill.graph import all_layers
 
     calibration = np.asarray(representative_data)[:samples]
     x = eval_data[0] if isinstance(eval_data, tuple) else eval_data
     x = calibration if x is None else np.asarray(x)[:samples]
-    copy, _ = lowering.quantizable_copy(model, inputs=calibration[:32])
-    _, dtype = tflite.input_spec(copy)
     names = [layer.name for layer in all_layers(model)]
-    with tempfile.TemporaryDirectory(prefix="keras_distill_diagnose_") as tmp:
-        path = tflite.saved_model(copy, os.path.join(tmp, "sm"))
-        stats = isolation.call(DEBUG, str(path), calibration.astype(dtype), x.astype(dtype),
+    with _lowered_saved_model(model, calibration) as (path, dtype):
+        stats = isolation.call(DEBUG, path, calibration.astype(dtype), x.astype(dtype),
                                stage="int8 quantization debugging",
                                remedy="Diagnose a smaller part of the model.")
     rows = [LayerDiagnosis(_layer(_tensor_name(name), names, model), _tensor_name(name),
@@ -108,6 +105,19 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64):
                            values["max_abs_error"])
             for name, values in stats.items()]
     return Diagnosis(sorted(rows, key=lambda d: d.snr_db))
+
+
+@contextlib.contextmanager
+def _lowered_saved_model(model, calibration):
+    """``(path, input dtype)`` of a temporary SavedModel of ``model``'s lowered copy (as
+    ``export()`` converts it, :mod:`keras_distill.export.lowering`), checked on
+    ``calibration``; removed after the block."""
+    from keras_distill.export import lowering, tflite
+
+    copy, _ = lowering.quantizable_copy(model, inputs=calibration[:32])
+    _, dtype = tflite.input_spec(copy)
+    with tempfile.TemporaryDirectory(prefix="keras_distill_int8_") as tmp:
+        yield str(tflite.saved_model(copy, os.path.join(tmp, "sm"))), dtype
 
 
 def _layer(tensor, names, model):
@@ -152,9 +162,9 @@ def _cosine(floats, quantized, scale, zero_point):
     return float(f @ q / norm) if norm else 1.0
 
 
-def _debug_saved_model(saved_model_dir, calibration, x):
-    """``{debug tensor name: {steps_rmse, snr_db, cosine, max_abs_error}}`` of the int8 model
-    of ``saved_model_dir`` calibrated on ``calibration`` and compared on ``x``."""
+def _debugger(saved_model_dir, calibration, x, **options):
+    """TFLite's ``QuantizationDebugger`` for the int8 model of ``saved_model_dir`` calibrated
+    on ``calibration``, comparing on ``x`` (``options``: of ``QuantizationDebugOptions``)."""
     import tensorflow as tf
 
     def dataset(samples):
@@ -166,11 +176,17 @@ def _debug_saved_model(saved_model_dir, calibration, x):
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = dataset(calibration)
-    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={
+    return tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=dataset(x),
+        debug_options=tf.lite.experimental.QuantizationDebugOptions(**options))
+
+
+def _debug_saved_model(saved_model_dir, calibration, x):
+    """``{debug tensor name: {steps_rmse, snr_db, cosine, max_abs_error}}`` of the int8 model
+    of ``saved_model_dir`` calibrated on ``calibration`` and compared on ``x``."""
+    debug = _debugger(saved_model_dir, calibration, x, layer_direct_compare_metrics={
         "steps_rmse": _steps_rmse, "snr_db": _snr_db, "cosine": _cosine})
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=dataset(x), debug_options=options)
-    debugger.run()
+    debug.run()
     return {name: {key: float(values[key]) for key in
                    ("steps_rmse", "snr_db", "cosine", "max_abs_error")}
-            for name, values in debugger.layer_statistics.items()}
+            for name, values in debug.layer_statistics.items()}
