@@ -89,3 +89,23 @@ def fit(artifact, target):
     fits = all(m is None or m >= 0 for m in (ram, flash))
     return {"target": t.name, "fits": fits, "ram_margin": ram, "flash_margin": flash,
             "not_counted": NOT_COUNTED, "source": t.source}
+
+
+def describe(fit_result):
+    """One sentence of a :func:`fit` result: fits or not, with both margins and their source.
+
+    Example:
+        >>> describe(fit({"arena_size": 3072, "model_bytes": 7688}, "nrf52840"))[:48]
+        'The micro artifact fits nrf52840: 259,072 bytes '
+    """
+    def margin(value, what):
+        if value is None:
+            return f"no {what} limit"
+        return (f"{value:,} bytes of {what} to spare" if value >= 0 else
+                f"{-value:,} bytes over its {what}")
+
+    verdict = "fits" if fit_result["fits"] else "does NOT fit"
+    return (f"The micro artifact {verdict} {fit_result['target']}: "
+            f"{margin(fit_result['ram_margin'], 'RAM')}, "
+            f"{margin(fit_result['flash_margin'], 'flash')} ({fit_result['not_counted']}; "
+            f"source: {fit_result['source']}).")

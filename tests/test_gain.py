@@ -37,3 +37,13 @@ def test_no_measured_cause_says_so_and_regression_has_no_gap_note():
                   for n, v in (("teacher", 0.1), ("student_baseline", 0.3),
                                ("student_distilled", 0.2))]
     assert gain_note(*regression) is None  # lower is better: no fraction of a gap yet
+
+
+def test_the_agreement_is_measured_only_when_distillation_gained_nothing():
+    def never():
+        raise AssertionError("measured although distillation gained")
+
+    assert gain_note(*_models(0.99, 0.95, 0.97), train_agreement=never).startswith(
+        "Distillation recovered")
+    note = gain_note(*_models(0.99, 0.96, 0.95), train_agreement=lambda: 0.5)
+    assert "on only 50.0% of its own training inputs" in note

@@ -378,20 +378,9 @@ def _produce_all(report, subject, formats, quantization, opset, workspace, verif
                                 f"{record.details['arena']['arena_size']} bytes: "
                                 f"{record.details['arena']['host']}.")
             if "target" in record.details:
-                report.notes.append(prefix + _fit_note(record.details["target"]))
+                from keras_distill import targets
 
-
-def _fit_note(fit):
-    """One sentence: whether the micro artifact fits its target, with the margins."""
-    def margin(value, what):
-        if value is None:
-            return f"no {what} limit"
-        return f"{value:,} bytes of {what} to spare" if value >= 0 else \
-            f"{-value:,} bytes over its {what}"
-    verdict = "fits" if fit["fits"] else "does NOT fit"
-    return (f"The micro artifact {verdict} {fit['target']}: {margin(fit['ram_margin'], 'RAM')}, "
-            f"{margin(fit['flash_margin'], 'flash')} ({fit['not_counted']}; source: "
-            f"{fit['source']}).")
+                report.notes.append(prefix + targets.describe(record.details["target"]))
 
 
 def _produce_qat(report, qat, formats, workspace, verification):

@@ -301,18 +301,15 @@ def _gain_note(ctx, trained):
 
     from keras_distill.pipeline.students import gain_note
 
-    key = tasks.CRITERIA[ctx.data.task][0]
-    b, d = trained.baseline.val_score(key), trained.distilled.val_score(key)
-    agreement = None
-    no_gain = b is not None and d is not None and d <= b
-    if no_gain and ctx.data.task == tasks.MULTICLASS and \
-            isinstance(ctx.data.x_train, np.ndarray):
+    def agreement():
         x = ctx.data.x_train[:AGREEMENT_SAMPLES]
         teacher = np.argmax(trained.teacher.model.predict(x, verbose=0), -1)
         student = np.argmax(trained.distilled.model.predict(x, verbose=0), -1)
-        agreement = float(np.mean(teacher == student))
+        return float(np.mean(teacher == student))
+
+    measurable = ctx.data.task == tasks.MULTICLASS and isinstance(ctx.data.x_train, np.ndarray)
     return gain_note(trained.teacher, trained.baseline, trained.distilled,
-                     train_agreement=agreement)
+                     train_agreement=agreement if measurable else None)
 
 
 def _run_files(trained, export_report, records):
@@ -371,8 +368,7 @@ def _plot_curves(ctx, manifest):
     """curves.png: each student's validation metric per epoch, and the teacher's level."""
     models = manifest["models"]
     metric = tasks.distiller_metrics(ctx.data.task)[0]
-    teacher = next((m for name, m in models.items() if name == "teacher"), None)
-    level = (teacher.get("val_scores") or {}).get(metric) if teacher else None
+    level = (models.get("teacher", {}).get("val_scores") or {}).get(metric)
     curves = {name: models[name].get("curves") for name in
               ("student_baseline", "student_distilled", "student_qat") if name in models}
     written = report_lib.plot_curves(curves, os.path.join(ctx.out_dir, CURVES), metric=metric,

@@ -265,7 +265,8 @@ def gain_note(teacher, baseline, distilled, *, train_agreement=None):
     Args:
         teacher, baseline, distilled: measured :class:`ModelInfo` objects (validation scores).
         train_agreement: the distilled student's top-1 agreement with the teacher on the
-            training inputs, if measured.
+            training inputs, or a function that measures it (called only when distillation
+            gained nothing), or ``None``.
 
     Returns:
         The note, or ``None`` for a task without a higher-is-better validation metric.
@@ -289,6 +290,8 @@ def gain_note(teacher, baseline, distilled, *, train_agreement=None):
     if t - b < SMALL_TEACHER_MARGIN:
         reasons.append(f"the teacher is only {100 * (t - b):.1f} points above the student "
                        f"alone: it has little to teach this student")
+    if callable(train_agreement):
+        train_agreement = train_agreement()
     if train_agreement is not None and train_agreement < LOW_AGREEMENT:
         reasons.append(f"the distilled student reproduces the teacher's labels on only "
                        f"{train_agreement:.1%} of its own training inputs: it lacks the "
