@@ -3,8 +3,9 @@
 Each :class:`Target` holds the memory a TensorFlow Lite Micro model can use on a device and
 where the numbers come from. :func:`fit` compares an artifact with a target: the tensor arena
 measured in TFLite Micro against RAM, the model's bytes against flash, with the margins. What
-is not counted yet, and said so in every result: TFLite Micro's own code (flash) and the
-interpreter's static RAM, which depend on the ops linked and the toolchain.
+is not counted, and said so in every result: TFLite Micro's own code (flash) and the
+interpreter's static RAM when the model's ops are not given; with them, both are counted
+from :mod:`keras_distill.footprint` (measured on a Cortex-M4 build of TFLite Micro).
 
 Example:
     >>> fit({"arena_size": 3072, "model_bytes": 7688}, "nrf52840")["fits"]
@@ -18,9 +19,12 @@ from __future__ import annotations
 import dataclasses
 
 KIB, MIB = 1024, 1024 * 1024
-#: What :func:`fit` does not count (in every result).
+#: What :func:`fit` does not count without the model's ops.
 NOT_COUNTED = ("TFLite Micro's code size in flash and the interpreter's static RAM are not "
                "counted: leave room for them (tens of KiB on Cortex-M builds)")
+#: What :func:`fit` does not count with them.
+COUNTED_NOT = ("your application's own code, data and stack, and interrupt handlers are not "
+               "counted")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,19 +80,44 @@ def fit(artifact, target):
 
     Args:
         artifact: ``{"arena_size": bytes, "model_bytes": bytes}`` (a micro artifact's
-            measured arena and its model's size).
+            measured arena and its model's size), optionally with ``"ops"`` (the model's op
+            names, or ``tflite.list_ops`` output): then TFLite Micro's code for those ops is
+            counted in flash and the interpreter's RAM outside the arena in RAM
+            (:mod:`keras_distill.footprint`, measured on a Cortex-M4 build; a target of
+            another core, or your own, uses those numbers and says so).
         target: a name of :data:`TARGETS` or a :class:`Target`.
 
     Returns:
-        ``{"target", "fits", "ram_margin", "flash_margin", "not_counted", "source"}``;
-        the margins in bytes (negative: over by that much; ``None``: no limit).
+        ``{"target", "fits", "ram_margin", "flash_margin", "ram_needed", "flash_needed",
+        "counted", "not_counted", "source"}``: the margins in bytes (negative: over by that
+        much; ``None``: no limit); ``counted`` the parts beyond arena and model (``None``
+        without ``ops``).
     """
     t = get(target)
-    ram = None if t.ram is None else t.ram - int(artifact["arena_size"])
-    flash = None if t.flash is None else t.flash - int(artifact["model_bytes"])
+    arena, model = int(artifact["arena_size"]), int(artifact["model_bytes"])
+    ram_needed, flash_needed, counted = arena, model, None
+    ops = artifact.get("ops")
+    if ops is not None and t.ram is not None:
+        from keras_distill import footprint
+
+        profile = t.name if t.name in footprint.CLOCKS else None
+        code = footprint.code_size(ops, profile)
+        static = footprint.static_ram(profile, ops)
+        counted = {"tflm_code_bytes": code["bytes"], "static_ram_bytes": static["bytes"],
+                   "code_is_upper_bound": code["upper_bound"],
+                   "unknown_ops": code["unknown_ops"],
+                   "estimated": code["estimated"] or profile is None,
+                   "source": (code["source"] + "; RAM: " + static["source"]
+                              + ("" if profile else "; a target of your own: the Cortex-M4 "
+                                 "build's numbers"))}
+        ram_needed, flash_needed = arena + static["bytes"], model + code["bytes"]
+    ram = None if t.ram is None else t.ram - ram_needed
+    flash = None if t.flash is None else t.flash - flash_needed
     fits = all(m is None or m >= 0 for m in (ram, flash))
     return {"target": t.name, "fits": fits, "ram_margin": ram, "flash_margin": flash,
-            "not_counted": NOT_COUNTED, "source": t.source}
+            "ram_needed": ram_needed, "flash_needed": flash_needed, "counted": counted,
+            "not_counted": NOT_COUNTED if counted is None else COUNTED_NOT,
+            "source": t.source}
 
 
 def describe(fit_result):
@@ -105,7 +134,13 @@ def describe(fit_result):
                 f"{-value:,} bytes over its {what}")
 
     verdict = "fits" if fit_result["fits"] else "does NOT fit"
+    counted = fit_result.get("counted")
+    parts = "" if counted is None else (
+        f"; counted: the arena and the interpreter's {counted['static_ram_bytes']:,} bytes of "
+        f"RAM, the model and TFLite Micro's code for its ops, "
+        f"{counted['tflm_code_bytes']:,} bytes"
+        + (" (an upper bound: kernels share code)" if counted["code_is_upper_bound"] else ""))
     return (f"The micro artifact {verdict} {fit_result['target']}: "
             f"{margin(fit_result['ram_margin'], 'RAM')}, "
-            f"{margin(fit_result['flash_margin'], 'flash')} ({fit_result['not_counted']}; "
-            f"source: {fit_result['source']}).")
+            f"{margin(fit_result['flash_margin'], 'flash')}{parts} "
+            f"({fit_result['not_counted']}; source: {fit_result['source']}).")

@@ -46,6 +46,39 @@ def test_a_target_smaller_than_the_measured_arena_does_not_fit(tmp_path):
     # logits 256·10
     assert chip.details["macs"] == 8 * 8 * 8 * 9 + 4 * 4 * 16 * 72 + 256 * 10 == 25600
     fit = chip.details["target"]
-    assert (fit["target"], fit["fits"], fit["ram_margin"]) == ("tiny", False, 1024 - arena)
-    assert 0 < fit["flash_margin"] < 1024 * 1024  # the model's bytes, counted against flash
-    assert fit["not_counted"] == targets.NOT_COUNTED and fit["source"] == "test"
+    from keras_distill import footprint
+
+    ops = chip.details["ops"]
+    static = footprint.static_ram(None, ops)["bytes"]
+    code = footprint.code_size(ops)["bytes"]
+    # RAM: the measured arena and the interpreter's own RAM; flash: the model and TFLM's code
+    assert (fit["target"], fit["fits"]) == ("tiny", False)
+    assert fit["ram_margin"] == 1024 - arena - static and fit["ram_needed"] == arena + static
+    assert fit["flash_needed"] == chip.size_bytes + code
+    assert fit["flash_margin"] == 1024 * 1024 - chip.size_bytes - code > 0
+    assert fit["counted"]["tflm_code_bytes"] == code > 40_000  # CONV_2D alone is 31.5 kB
+    assert fit["counted"]["estimated"]  # a target of one's own: the Cortex-M4 numbers
+    assert fit["not_counted"] == targets.COUNTED_NOT and fit["source"] == "test"
+    # a device of no known core: no latency estimate, rather than a wrong one
+    assert chip.details["latency_estimate"] is None
+
+
+@pytest.mark.slow
+def test_a_named_target_gets_a_latency_estimate_from_the_macs(tmp_path):
+    from keras_distill import footprint
+    from keras_distill.export import export
+    from keras_distill.presets import student_cnn
+
+    x = np.random.default_rng(0).random((64, 8, 8, 1)).astype("float32")
+    report = export(student_cnn(), tmp_path, formats=("micro",), quantization=("int8",),
+                    representative_data=x, target="nrf52840")
+    chip = report.get("micro", "int8")
+    estimate = chip.details["latency_estimate"]
+    rates = footprint.CYCLES_PER_MAC["cortex-m4"][0]
+    # conv1 + conv2 at the conv rate, logits at the fully-connected rate, at 64 MHz
+    cycles = (8 * 8 * 8 * 9 + 4 * 4 * 16 * 72) * rates["conv"] + 2560 * rates["fully_connected"]
+    assert estimate["macs"] == chip.details["macs"] == 25600
+    assert estimate["ms"] == pytest.approx(cycles / 64e3, rel=1e-6)
+    fit = chip.details["target"]
+    assert fit["fits"] and not fit["counted"]["estimated"]
+    assert "TFLite Micro's code" in targets.describe(fit)

@@ -220,5 +220,12 @@ def resolver_method(op):
         >>> [resolver_method(o) for o in ("CONV_2D", "DEPTHWISE_CONV_2D", "RELU6")]
         ['AddConv2D', 'AddDepthwiseConv2D', 'AddRelu6']
     """
+    if op in _RESOLVER_NAMES:
+        return _RESOLVER_NAMES[op]
     return "Add" + "".join(t.upper() if t[:1].isdigit() else t.capitalize()
                            for t in op.split("_"))
+
+
+#: Methods whose names do not follow the op's words (micro_mutable_op_resolver.h).
+_RESOLVER_NAMES = {"UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+                   "BATCH_MATMUL": "AddBatchMatMul", "CUMSUM": "AddCumSum"}

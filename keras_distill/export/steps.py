@@ -452,7 +452,20 @@ def micro_builder(subject, workspace):
         if subject.target is not None:
             from keras_distill import targets
 
-            details["target"] = targets.fit(
-                {"arena_size": arena.arena_size, "model_bytes": len(data)}, subject.target)
+            details["target"] = targets.fit({"arena_size": arena.arena_size,
+                                             "model_bytes": len(data), "ops": ops},
+                                            subject.target)
+            details["latency_estimate"] = _latency_estimate(listed, subject.target)
         return dict(zip(names, (h.encode(), cc.encode()))), data, details
     return names, build
+
+
+def _latency_estimate(listed, target):
+    """:func:`keras_distill.footprint.latency` on ``target``; ``None`` for a device with no
+    known core and clock (one of your own)."""
+    from keras_distill import footprint
+
+    try:
+        return footprint.latency(listed, target)
+    except ValueError:
+        return None
