@@ -48,6 +48,7 @@ _SHORT_HELP = {
     "distill": "distill a student from a teacher into a .keras file",
     "export": "export a .keras model to TFLite, ONNX and TFLite Micro, verified",
     "evaluate": "run artifacts in their runtimes on test data",
+    "search": "find, distill and export the most accurate student that fits a device",
     "label": "write a teacher's outputs on a data set into a store, with Apache Beam",
 }
 _DESCRIPTIONS = {
@@ -63,6 +64,15 @@ _DESCRIPTIONS = {
               "Micro, calibrated on the training split and verified on the test split.",
     "evaluate": "Run an artifact (.tflite, .onnx, *_model_data.cc) or every artifact in a "
                 "folder in its runtime on the test split: accuracy, agreement, size, latency.",
+    "search": "Train a teacher (or load --teacher FILE.keras), then search students for the "
+              "device --target: every candidate (student_cnn over width, depth and input "
+              "resolution for images, student_mlp for vectors, the teacher shrunk) is "
+              "converted to int8 and measured in TFLite Micro before training; those that fit "
+              "are distilled for --proxy-epochs, the Pareto front of validation accuracy "
+              "against RAM and flash is distilled for --epochs, and the best that fits is "
+              "exported (with --max-accuracy-drop as its int8 budget) into <out_dir>/exported. "
+              "Writes search.md, search.json and front.png; a rerun with the same settings "
+              "resumes.",
     "label": "Run a .keras teacher over one split of a data source with an Apache Beam "
              "pipeline and write its outputs (in full, or top-k) into a teacher-output store, "
              "shard by shard; an interrupted run resumes where it stopped. Train on the store "
@@ -315,6 +325,28 @@ def _run(args, cfg):
     return _failed(result.errors, see=f" (see {result.out_dir}/{pipeline.REPORT}).")
 
 
+def _search(args, cfg):
+    from keras_distill import search
+
+    result = _job(cfg, "search")
+    print(f"\n{result.table()}\n")
+    if result.chosen is None:
+        return _error(f"no candidate fits {result.target} (see {result.out_dir}/"
+                      f"{search.TABLE}): try a larger target (or the Python API, keras_distill.search.search, with smaller widths).", 1)
+    d = result.deployed
+    print(f"Chosen: {result.chosen.name} ({result.chosen.params:,} parameters), validation "
+          f"accuracy {result.chosen.final_accuracy:.4f}. Flash {d['file']} ({d['mode']}, "
+          f"{d['model_bytes']:,} bytes; tensor arena {d['arena']:,} bytes).")
+    from keras_distill import targets
+
+    print(targets.describe(d["fit"]))
+    print(f"Wrote {result.out_dir}/ ({search.TABLE}, {search.STATE}, {search.PLOT}, "
+          f"{search.EXPORTED}/) in {result.seconds:.0f} s.")
+    failed = [] if result.export is None else [
+        f"{a.format} {a.quantization}: {a.error}" for a in result.export.failed]
+    return _failed(failed, see=f" (see {result.out_dir}/{search.EXPORTED}/report.md).")
+
+
 def _distill(args, cfg):
     result = _job(cfg, "distill")
     _print_table(result)
@@ -367,6 +399,7 @@ def _label(args, cfg=None):
 
 
 _COMMANDS = {"run": _run, "distill": _distill, "export": _export, "evaluate": _evaluate,
+             "search": _search,
              "label": _label}
 
 

@@ -112,7 +112,7 @@ ENSEMBLE_AVERAGES = ("probabilities", "logits")
 EXPORT_STUDENT = ("auto", "distilled", "baseline")
 #: The commands of the command line: the jobs of ``keras_distill.pipeline``, and ``label``
 #: (a teacher's outputs into a store with Apache Beam, ``keras_distill.store.beam``).
-COMMANDS = ("run", "distill", "export", "evaluate", "label")
+COMMANDS = ("run", "distill", "export", "evaluate", "search", "label")
 #: The commands that read the configuration (``--config`` and its keys' flags); ``label``
 #: takes its own flags.
-CONFIGURED_COMMANDS = ("run", "distill", "export", "evaluate")
+CONFIGURED_COMMANDS = ("run", "distill", "export", "evaluate", "search")

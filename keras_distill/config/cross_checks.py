@@ -26,6 +26,7 @@ def check_across_keys(values, origins):
         _check_preset_args(role, values, origins)
     _check_loss_weights(values, origins)
     _check_fractions(values, origins)
+    _check_budget(values, origins)
 
 
 def _where(origins, *paths):
@@ -113,3 +114,17 @@ def _check_fractions(values, origins):
         _fail(origins, f"data.validation_fraction + data.test_fraction = {total:g} leaves no "
               "training data; expected a sum < 1.", "data.test_fraction",
               "data.validation_fraction", "data.test_fraction")
+
+
+def _check_budget(values, origins):
+    """``max_accuracy_drop`` is a budget of the int8 TFLite model: it needs both."""
+    if values["max_accuracy_drop"] is None:
+        return
+    missing = [what for what, ok in (("'tflite' in formats", "tflite" in values["formats"]),
+                                     ("'int8' in quantization",
+                                      "int8" in values["quantization"])) if not ok]
+    if missing:
+        _fail(origins, f"max_accuracy_drop = {values['max_accuracy_drop']:g} is a budget of "
+              f"the int8 TFLite model, which needs {' and '.join(missing)}; add it, or remove "
+              "max_accuracy_drop.", "max_accuracy_drop", "max_accuracy_drop", "formats",
+              "quantization")

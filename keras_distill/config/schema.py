@@ -91,6 +91,12 @@ def _either(names):
 _TRAINING = ("run", "distill")
 _EXPORTING = ("run", "export")
 _RUN = ("run",)
+_SEARCH = ("search",)
+#: Keys of training and export that ``search`` reads too (the teacher it trains, the
+#: distillation of every candidate, the device and the int8 budget of the chosen one).
+_SEARCH_READS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "target",
+                 "max_accuracy_drop", "calibration_samples", "teacher.model", "teacher.epochs",
+                 "teacher.learning_rate", "teacher.preset_args", "teacher.allow_weak")
 
 _TOP_LEVEL = [
     Key("seed", "int", 0, checks.integer_at_least(0),
@@ -128,6 +134,14 @@ _TOP_LEVEL = [
     Key("target", "str", None, checks.one_of(tuple(TARGETS)),
         "a device the micro artifact must fit (its measured arena in RAM, the model in flash): "
         + ", ".join(TARGETS), _EXPORTING, group="export"),
+    Key("max_accuracy_drop", "float", None, checks.number(0),
+        "int8 budget: the most the int8 model may lose against float on validation data "
+        "(0.01 = one point of accuracy; regression: relative MAE increase); over it, the "
+        "layers int8 hurts most stay float (<name>_int8_mixed.tflite), then int16x8 is tried",
+        _EXPORTING, group="export"),
+    Key("proxy_epochs", "int", 10, checks.integer_at_least(1),
+        "search: distillation epochs of every candidate that fits the target (the front's "
+        "best are then distilled for --epochs)", _SEARCH, group="search"),
     Key("quiet", "bool", False, checks.boolean, "no Keras progress bars", group="general"),
     Key("safe_mode", "bool", True, checks.boolean,
         "refuse .keras files with Lambda layers (they can run arbitrary code; "
@@ -211,4 +225,6 @@ _STUDENT = [
 ]
 
 #: Every key, by dotted path, in the order ``example_toml()`` and ``--help`` list them.
-SCHEMA = {k.path: k for k in [*_TOP_LEVEL, *_DATA, *_TEACHER, *_STUDENT]}
+SCHEMA = {k.path: (dataclasses.replace(k, commands=(*k.commands, *_SEARCH))
+                   if k.path in _SEARCH_READS else k)
+          for k in [*_TOP_LEVEL, *_DATA, *_TEACHER, *_STUDENT]}

@@ -76,7 +76,8 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
            quantization=DEFAULT_QUANTIZATION, representative_data=None, eval_data=None,
            labels=None, task="auto", onnx_opset=17,
            calibration_samples=DEFAULT_CALIBRATION_SAMPLES, reference_outputs=None,
-           qat_model=None, write_report=True, target=None):
+           qat_model=None, write_report=True, target=None, max_accuracy_drop=None,
+           budget_data=None):
     """Export ``model`` to every requested format and quantization, verified in its runtime.
 
     Args:
@@ -127,6 +128,20 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
         target: a device (a name of ``keras_distill.targets.TARGETS``, or a ``Target``): each
             micro artifact records whether its measured arena and model fit its RAM and flash
             (``details["target"]``, with the margins).
+        max_accuracy_drop: the most the int8 model may lose against the float model (points
+            of accuracy, 0.01 = one point; for regression the relative increase of the MAE),
+            measured in LiteRT on ``budget_data``. When full int8 loses more, the layers it
+            hurts most are kept in float one at a time (``export.int8_within_budget``), then
+            int16x8 is tried, and the model that meets the budget is written as
+            ``<name>_int8_mixed.tflite`` (or ``<name>_int16x8.tflite``), verified on
+            ``eval_data`` like every artifact; with ``"micro"`` it is also run in TFLite Micro
+            (``details["micro"]``: its arena and latency, or why it cannot run). Needs
+            ``"tflite"`` with ``"int8"`` and ``representative_data``; one output.
+        budget_data: ``(x, y)`` on which the budget is measured: validation data, not
+            ``eval_data`` (the test set, which would then pick the model). Default: the
+            representative data, labelled by the float model (the drop is then the share
+            of inputs int8 changes, never less than the accuracy it loses; regression needs
+            ``(x, y)``).
 
     Returns:
         An :class:`ExportReport`, also written as ``manifest.json`` and ``report.md``. Each
@@ -179,6 +194,8 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
         subject.target = targets.get(target)  # an unknown name fails here, before any work
     qat = None if qat_model is None else _qat_subject(qat_model, name, verification,
                                                       subject.calibration)
+    budget = None if max_accuracy_drop is None else checks.check_budget(
+        max_accuracy_drop, budget_data, formats, quantization, subject, kinds)
 
     out_dir = io.output_folder(out_dir)
     if write_report:  # an old manifest must not outlive files replaced below
@@ -189,6 +206,8 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
     with steps.Workspace() as workspace:
         _produce_all(report, subject, formats, quantization, onnx_opset, workspace,
                      verification)
+        if budget is not None:
+            _produce_budget(report, subject, formats, verification, budget)
         if qat is not None:
             _produce_qat(report, qat, formats, workspace, verification)
     if labels is not None:
@@ -381,6 +400,85 @@ def _produce_all(report, subject, formats, quantization, opset, workspace, verif
                 from keras_distill import targets
 
                 report.notes.append(prefix + targets.describe(record.details["target"]))
+            estimate = record.details.get("latency_estimate")
+            if estimate is not None and estimate["ms"] is not None:
+                report.notes.append(
+                    f"{prefix}Estimated TFLM latency on {record.details['target']['target']}: "
+                    f"{estimate['ms']:.2f} ms per inference ({estimate['macs']:,} "
+                    f"multiply-accumulates times cycles per MAC of each kernel family, at the "
+                    f"device's clock; an estimate, not a measurement: {estimate['source']}).")
+
+
+def _produce_budget(report, subject, formats, verification, budget):
+    """The int8 model within ``budget = (max_drop, x, y)``: nothing new when full int8 meets
+    it (its artifact records the measurement), else ``<name>_int8_mixed.tflite`` or
+    ``<name>_int16x8.tflite``, verified like the others (and run in TFLM with ``micro``)."""
+    from keras_distill.export.budget import int8_within_budget
+
+    max_drop, x, y, source = budget
+    full = report.get("tflite", "int8")
+    if full is None or not full.ok:
+        report.notes.append("No int8 budget: the int8 artifact it starts from failed.")
+        return
+    try:
+        result = int8_within_budget(subject.model, subject.calibration,
+                                    x if y is None else (x, y), max_accuracy_drop=max_drop,
+                                    kind=verification.kind)
+    except Exception as exc:  # noqa: BLE001 - the other artifacts stand
+        report.notes.append(f"No int8 budget: {type(exc).__name__}: {exc}")
+        return
+    record = dict(result.to_dict(), measured_on=source)
+    report.settings["max_accuracy_drop"] = max_drop
+    report.notes.append(result.describe() + f" Measured on {source}.")
+    if result.mode == "int8":
+        full.details["budget"] = record
+        return
+    mode = result.mode
+    existing = report.get("tflite", mode)
+    if existing is not None and existing.ok:  # int16x8 was asked for: it is the same model
+        existing.details["budget"] = record
+        return
+    file = f"{subject.name}_{mode}.tflite"
+
+    def build():
+        data = result.model_bytes
+        return {file: data}, data, {**steps.io_record(_tflite_io(data)), "budget": record}
+    artifact = steps.produce("tflite", mode, subject, ([file], build), report.out_dir,
+                             verification)
+    report.artifacts.append(artifact)
+    if artifact.ok and "micro" in formats:
+        artifact.details["micro"] = _run_in_micro(result.model_bytes, verification)
+
+
+def _tflite_io(data):
+    from keras_distill.export import tflite
+
+    return tflite.io_details(data)
+
+
+#: Inputs the budgeted model runs on in TFLite Micro.
+MICRO_BUDGET_SAMPLES = 50
+
+
+def _run_in_micro(model_bytes, verification):
+    """What TFLite Micro does with a model that keeps float layers: its arena, latency and
+    scores, or the error that stops it."""
+    from keras_distill import isolation
+    from keras_distill.verify import micro as micro_runtime
+
+    if not micro_runtime.runtime_available():
+        return {"ok": False, "error": "tflite-micro is not installed here"}
+    n = MICRO_BUDGET_SAMPLES
+    y = None if verification.y is None else verification.y[:n]
+    try:
+        result = isolation.call(
+            "keras_distill.verify:evaluate_bytes", bytes(model_bytes), "micro",
+            verification.x[:n], y, kind=verification.kind,
+            stage="Running the int8 model with float layers in TensorFlow Lite Micro")
+    except Exception as exc:  # noqa: BLE001 - recorded: that is the answer asked for
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    keep = ("arena_size", "latency_ms_median", "n_samples", "accuracy", "mae")
+    return {"ok": True, **{k: result[k] for k in keep if result.get(k) is not None}}
 
 
 def _produce_qat(report, qat, formats, workspace, verification):

@@ -343,3 +343,39 @@ def is_quantize_aware(model, input_shape, input_dtype):
     except Exception:  # noqa: BLE001 - a model that does not trace will not convert either
         return False
     return any(op.type in _FAKE_QUANT_OPS for op in fn.graph.get_operations())
+
+
+#: At most this many ``budget_data`` samples measure the int8 budget (the first ones).
+BUDGET_SAMPLES = 2000
+
+
+def check_budget(max_drop, budget_data, formats, quantization, subject, kinds):
+    """``(max_drop, x, y, source)`` of ``export(max_accuracy_drop=, budget_data=)``: a positive
+    number, an int8 TFLite artifact to start from, calibration data, one output; ``y`` is
+    ``None`` when the float model's predictions are the labels."""
+    if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or \
+            not np.isfinite(max_drop) or max_drop < 0:
+        raise ValueError(f"max_accuracy_drop must be a number >= 0 (0.01: one point of "
+                         f"accuracy); got {max_drop!r}.")
+    if "tflite" not in formats or "int8" not in quantization:
+        raise ValueError("max_accuracy_drop applies to the int8 TFLite model: add 'tflite' to "
+                         "formats and 'int8' to quantization, or drop max_accuracy_drop.")
+    if subject.calibration is None:
+        raise ValueError("max_accuracy_drop needs representative_data: the budget keeps "
+                         "layers in float in a calibrated int8 model.")
+    if len(kinds) != 1:
+        raise ValueError("max_accuracy_drop supports a model with one output; this one has "
+                         f"{len(kinds)} ({', '.join(o.name for o in kinds)}).")
+    if budget_data is None:
+        if kinds[0].kind == "regression":
+            raise ValueError("A regression model's int8 budget is on the MAE against "
+                             "targets: pass budget_data=(x_val, y_val).")
+        return (float(max_drop), subject.calibration, None,
+                "the representative data, labelled by the float model")
+    x, y = budget_data if isinstance(budget_data, tuple) else (budget_data, None)
+    x = as_array(x, "budget_data", subject.calibration.shape[1:])
+    if y is not None:
+        y = output_labels(y, kinds[0], len(x), what="budget_data labels")[:BUDGET_SAMPLES]
+    x = np.asarray(x[:BUDGET_SAMPLES])  # a lazy array: only these rows are read
+    return (float(max_drop), x.astype(subject.calibration.dtype), y,
+            "budget_data" if y is not None else "budget_data, labelled by the float model")

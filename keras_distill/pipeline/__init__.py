@@ -83,6 +83,7 @@ from keras_distill.pipeline.results import (
     ModelInfo,
     RunResult,
 )
+from keras_distill.pipeline.search_job import search
 from keras_distill.pipeline.stages import (
     CACHE_DIR,
     QAT_LEARNING_RATE_FACTOR,
@@ -118,5 +119,6 @@ __all__ = [
     "load_model",
     "run",
     "save_model",
+    "search",
     "select_student",
 ]

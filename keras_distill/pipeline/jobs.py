@@ -259,6 +259,9 @@ def _export(cfg, model, data, out_dir, name, **kwargs):
                 quantization=cfg["quantization"], representative_data=data.x_train,
                 eval_data=(data.x_test, data.y_test), labels=data.class_names, task=data.task,
                 calibration_samples=cfg["calibration_samples"], target=cfg["target"],
+                max_accuracy_drop=cfg["max_accuracy_drop"],
+                budget_data=None if cfg["max_accuracy_drop"] is None else (data.x_val,
+                                                                          data.y_val),
                 **kwargs)
         except export_lib.VerificationError as exc:
             if exc.report is None:

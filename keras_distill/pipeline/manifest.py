@@ -15,7 +15,7 @@ from keras_distill.report import Row
 #: Artifact details copied into the run's manifest records when present.
 _DETAILS = ("input_scale", "input_zero_point", "output_scale", "output_zero_point", "inputs",
             "outputs", "ops", "signatures", "micro_op_resolver", "identifiers", "target",
-            "lowered", "lowering_skipped", "macs")
+            "lowered", "lowering_skipped", "macs", "budget", "micro", "latency_estimate")
 
 
 #: Score keys of an artifact's metrics copied into the rows' ``scores``, per task.
