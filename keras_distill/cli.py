@@ -331,8 +331,11 @@ def _search(args, cfg):
     result = _job(cfg, "search")
     print(f"\n{result.table()}\n")
     if result.chosen is None:
-        return _error(f"no candidate fits {result.target} (see {result.out_dir}/"
-                      f"{search.TABLE}): try a larger target (or the Python API, keras_distill.search.search, with smaller widths).", 1)
+        failed = sum(c.status == "failed" for c in result.candidates)
+        return _error(f"no candidate fits {result.target} as exported ({failed} of "
+                      f"{len(result.candidates)} failed; the status column of "
+                      f"{result.out_dir}/{search.TABLE} says why for each): try a larger "
+                      "target, or keras_distill.search.search with smaller widths.", 1)
     d = result.deployed
     print(f"Chosen: {result.chosen.name} ({result.chosen.params:,} parameters), validation "
           f"accuracy {result.chosen.final_accuracy:.4f}. Flash {d['file']} ({d['mode']}, "

@@ -202,9 +202,10 @@ class SearchResult:
     Attributes:
         candidates: every :class:`Candidate`, in search order.
         chosen: the exported candidate (``None``: nothing fits the target).
-        export: the chosen model's ``ExportReport`` (``None`` when nothing fits, or when a
-            resumed search found it exported already: then read ``out_dir/exported``).
-        deployed: what is flashed: ``{"file", "mode", "model_bytes", "arena", "fit"}``.
+        export: the chosen model's ``ExportReport`` (``None`` when nothing fits).
+        deployed: what is flashed: ``{"file", "mode", "model_bytes", "arena", "fit",
+            "within_budget"}`` (the int8 C source, or the one of the model the accuracy
+            budget keeps float layers in).
         out_dir: the folder of ``search.json``, ``search.md``, ``front.png``, ``exported/``.
         seconds: wall time of the search (this call).
     """
@@ -244,7 +245,7 @@ def search(teacher, data, target, *, out_dir="search", max_accuracy_drop=None,
            families="auto", widths=None, depths=None, resolutions=RESOLUTIONS,
            proxy_epochs=10, epochs=30, max_final=4, temperature=4.0, alpha=0.1,
            learning_rate=3e-3, batch_size=64, seed=0, formats=("tflite", "micro"),
-           log=None):
+           context=None, log=None):
     """Find, distill and export the most accurate student that fits ``target``.
 
     Args:
@@ -257,12 +258,13 @@ def search(teacher, data, target, *, out_dir="search", max_accuracy_drop=None,
             and that model is what must fit.
         families, widths, depths, resolutions: the search space (:func:`candidates`).
         proxy_epochs: distillation epochs of every candidate that fits (the proxy).
-        epochs: distillation epochs of each front member (at most ``max_final`` of them, the
-            most accurate by proxy).
+        epochs: distillation epochs of the front's members: the ``max_final`` (4) most
+            accurate by proxy.
         temperature, alpha, learning_rate, batch_size: of the distillation.
         seed: seed of every candidate's initialization and shuffling.
         formats: of the chosen model's export (``"micro"`` is always included: the fit is
             measured on it).
+        context: more settings a rerun must share to resume (e.g. how the teacher was made).
         log: called with each progress line (default ``print``).
 
     Returns:
@@ -277,6 +279,9 @@ def search(teacher, data, target, *, out_dir="search", max_accuracy_drop=None,
     log = log or (lambda message: print(message, flush=True))
     started = time.perf_counter()
     target = targets.get(target)
+    if max_accuracy_drop is not None and "tflite" not in formats:
+        raise ValueError("max_accuracy_drop is a budget of the int8 TFLite model: add 'tflite' "
+                         "to formats, or drop max_accuracy_drop.")
     if getattr(data, "task", "multiclass") != "multiclass":
         raise ValueError(f"search supports multiclass data; this data's task is {data.task}.")
     out_dir = io.output_folder(out_dir)
@@ -288,14 +293,14 @@ def search(teacher, data, target, *, out_dir="search", max_accuracy_drop=None,
                 "epochs": epochs, "temperature": temperature, "alpha": alpha,
                 "learning_rate": learning_rate, "batch_size": batch_size, "seed": seed,
                 "max_accuracy_drop": max_accuracy_drop, "data": _data_key(data),
-                "teacher": _teacher_key(teacher)}
+                "teacher": _teacher_key(teacher), "context": context}
     state = _State(out_dir, settings, specs, log)
     rep = np.random.default_rng(seed).uniform(
         float(np.min(data.x_train[:256])), float(np.max(data.x_train[:256])),
         (SIZE_SAMPLES, *input_shape)).astype("float32")
     total = len(state.candidates)
     for i, c in enumerate(state.candidates, 1):
-        if c.status == "new":
+        if c.status in ("new", "failed"):  # a failure is tried again on a rerun
             _measure(c, input_shape, num_classes, teacher, target, rep)
             state.save()
         if c.status == "measured":
@@ -359,11 +364,15 @@ def _measure(c, input_shape, num_classes, teacher, target, rep):
         c.status = "too_big"
         c.fit = {"fits": False, "reason": f"{c.params:,} parameters exceed the flash"}
         return
-    try:
-        micro = _micro_artifact(model, rep)
-    except Exception as exc:  # noqa: BLE001 - one candidate that does not convert
-        c.status, c.error = "failed", f"{type(exc).__name__}: {exc}"
+    for attempt in range(2):  # once more: a TFLM probe process has died on a sound model
+        try:
+            micro = _micro_artifact(model, rep)
+            break
+        except Exception as exc:  # noqa: BLE001 - one candidate that does not convert
+            c.status, c.error = "failed", f"{type(exc).__name__}: {exc}"
+    else:
         return
+    c.status, c.error = "new", None
     c.int8_bytes, c.arena = micro["model_bytes"], micro["arena_size"]
     c.macs = micro["macs"]
     c.fit = targets.fit(micro, target)
@@ -399,9 +408,11 @@ def _distill(teacher, student, data, epochs, seed, temperature, alpha, learning_
     distiller = Distiller(teacher, student, temperature=temperature, alpha=alpha)
     distiller.compile(optimizer=keras.optimizers.Adam(rate))
     distiller.fit(data.x_train, data.y_train, epochs=epochs, batch_size=batch_size, verbose=0)
-    x = np.asarray(data.x_val)  # called, not predict(): no retracing per candidate
-    predicted = np.concatenate([np.argmax(np.asarray(student(x[i:i + 1024], training=False)),
-                                          -1) for i in range(0, len(x), 1024)])
+    x = data.x_val  # called, not predict(): no retracing per candidate; a lazy array's
+    # slices are read one at a time
+    predicted = np.concatenate([np.argmax(np.asarray(student(np.asarray(x[i:i + 1024]),
+                                                             training=False)), -1)
+                                for i in range(0, len(x), 1024)])
     return float(np.mean(predicted == np.asarray(data.y_val).reshape(-1)))
 
 
@@ -418,8 +429,10 @@ def _mark_front(candidates):
 
 
 def _export_best(state, front, data, target, max_accuracy_drop, formats, log):
-    """Export the front's best final model that fits once exported; the others are tried in
-    turn. ``(chosen, report, deployed)``, ``(None, None, None)`` when none fits."""
+    """Export the front's best final model whose flashed model fits (and holds the accuracy
+    budget) once exported; the others are tried in turn. ``(chosen, report, deployed)``,
+    ``(None, None, None)`` when none does: then no export is left."""
+    from keras_distill import targets
     from keras_distill.export import export
 
     formats = tuple(dict.fromkeys([*formats, "micro"]))
@@ -427,44 +440,50 @@ def _export_best(state, front, data, target, max_accuracy_drop, formats, log):
     for c in sorted(front, key=lambda c: (-c.final_accuracy, c.arena + c.int8_bytes)):
         model = io.load_model(os.path.join(state.out_dir, c.model_file))
         shutil.rmtree(folder, ignore_errors=True)
-        quantization = ("float32", "int8")
         log(f"Exporting {c.name} (validation accuracy {c.final_accuracy:.4f}).")
-        report = export(model, folder, name="student", formats=formats,
-                        quantization=quantization, representative_data=data.x_train,
-                        eval_data=(data.x_test, data.y_test), target=target,
-                        max_accuracy_drop=max_accuracy_drop,
-                        budget_data=None if max_accuracy_drop is None else
-                        (data.x_val, data.y_val))
-        deployed = _deployed(report, target)
-        if deployed is not None and deployed["fit"]["fits"]:
+        try:
+            report = export(model, folder, name="student", formats=formats,
+                            quantization=("float32", "int8"),
+                            representative_data=data.x_train,
+                            eval_data=(data.x_test, data.y_test), target=target,
+                            max_accuracy_drop=max_accuracy_drop,
+                            budget_data=None if max_accuracy_drop is None else
+                            (data.x_val, data.y_val))
+        except Exception as exc:  # noqa: BLE001 - the next candidate may export
+            report, why = None, f"its export failed: {type(exc).__name__}: {exc}"
+        deployed = None if report is None else _deployed(report, target)
+        if report is None:
+            pass
+        elif deployed is None:
+            why = "no micro artifact runs in TFLite Micro"
+        elif not deployed["fit"]["fits"]:
+            why = f"it does not fit as exported ({targets.describe(deployed['fit'])})"
+        elif deployed["within_budget"] is False:
+            why = (f"no int8 model of it keeps the accuracy within {max_accuracy_drop:g} "
+                   "(see its report.md)")
+        else:
             return c, report, deployed
-        log(f"{c.name} does not fit {target.name} as exported "
-            f"({'no deployable model' if deployed is None else deployed['fit']}); next.")
+        log(f"{c.name}: {why}; trying the next.")
+        c.status, c.error = "final", why
         shutil.rmtree(folder, ignore_errors=True)  # never leave a model that does not fit
     return None, None, None
 
 
 def _deployed(report, target):
-    """What is flashed: the int8 micro artifact, or, when the accuracy budget kept float
-    layers, that model run in TFLM (``None``: it cannot run there)."""
-    from keras_distill import targets
-
-    micro = report.get("micro", "int8")
+    """What is flashed: the int8 micro artifact, or, when the accuracy budget chose another
+    model (float layers kept, or int16x8), that model's micro artifact (``None``: no micro
+    artifact was written)."""
+    budget = (report.get("tflite", "int8").details.get("budget")
+              if report.get("tflite", "int8") is not None else None)
+    mode = "int8" if budget is None else budget["mode"]
+    micro = report.get("micro", mode)
     if micro is None or not micro.written:
         return None
-    budget = (report.get("tflite", "int8") or micro).details.get("budget")
-    if budget is None or budget["mode"] == "int8":
-        return {"file": micro.path, "mode": "int8", "model_bytes": micro.size_bytes,
-                "arena": micro.details["arena"]["arena_size"],
-                "fit": micro.details["target"]}
-    kept = report.get("tflite", budget["mode"])
-    run = (kept.details.get("micro") if kept is not None else None) or {}
-    if not run.get("ok"):
-        return None
-    fit = targets.fit({"arena_size": run["arena_size"], "model_bytes": kept.size_bytes},
-                      target)
-    return {"file": kept.path, "mode": budget["mode"], "model_bytes": kept.size_bytes,
-            "arena": run["arena_size"], "fit": fit}
+    return {"file": micro.path, "mode": mode, "model_bytes": micro.size_bytes,
+            "arena": micro.details["arena"]["arena_size"],
+            "arena_estimated": bool(micro.details["arena"].get("estimated")),
+            "fit": micro.details["target"],
+            "within_budget": None if budget is None else budget["within_budget"]}
 
 
 def _model_exists(out_dir, c):

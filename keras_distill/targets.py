@@ -97,8 +97,10 @@ def fit(artifact, target):
     arena, model = int(artifact["arena_size"]), int(artifact["model_bytes"])
     ram_needed, flash_needed, counted = arena, model, None
     ops = artifact.get("ops")
-    if ops is not None and t.ram is not None:
-        from keras_distill import footprint
+    from keras_distill import footprint
+
+    on_tflm = t.name not in footprint.CLOCKS or footprint.CLOCKS[t.name][0] != "cortex-a"
+    if ops is not None and on_tflm:
 
         profile = t.name if t.name in footprint.CLOCKS else None
         code = footprint.code_size(ops, profile)

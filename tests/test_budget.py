@@ -108,10 +108,15 @@ def test_export_writes_the_budgeted_model_verified_and_run_in_micro(digits, dama
     keras_accuracy = report.keras["accuracy"]
     assert mixed.metrics["accuracy"] >= keras_accuracy - 0.02
     assert report.get("tflite", "int8").metrics["accuracy"] < keras_accuracy - 0.05
-    # TFLite Micro runs it (it has float kernels for these ops): its arena and latency
-    micro = mixed.details["micro"]
-    assert micro["ok"], micro
-    assert micro["arena_size"] > 0 and micro["accuracy"] >= keras_accuracy - 0.05
+    # the int8 artifact records the decision too
+    assert report.get("tflite", "int8").details["budget"]["mode"] == "int8_mixed"
+    # and TFLite Micro runs it (it has float kernels for these ops), from its C source
+    chip = report.get("micro", "int8_mixed")
+    assert chip is not None and chip.ok, chip
+    assert chip.files == ["damaged_int8_mixed_model_data.h", "damaged_int8_mixed_model_data.cc"]
+    assert chip.details["arena"]["arena_size"] > 0
+    assert chip.metrics["accuracy"] >= keras_accuracy - 0.02
+    assert {"DEQUANTIZE", "QUANTIZE"} <= set(chip.details["ops"])
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["settings"]["max_accuracy_drop"] == 0.01
     assert any("hidden" in note and "logits" in note for note in report.notes)
@@ -137,7 +142,7 @@ def test_a_model_int8_keeps_adds_no_artifact(digits, tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"max_accuracy_drop": -0.1}, "must be a number >= 0"),
-    ({"max_accuracy_drop": 0.01, "quantization": ("float32",)}, "'tflite' to formats"),
+    ({"max_accuracy_drop": 0.01, "quantization": ("float32",)}, "add 'int8' to quantization"),
     ({"max_accuracy_drop": "1%"}, "must be a number"),
 ])
 def test_bad_budget_arguments_are_named(digits, tmp_path, kwargs, match):
@@ -150,3 +155,17 @@ def test_bad_budget_arguments_are_named(digits, tmp_path, kwargs, match):
         export(model, tmp_path, formats=("tflite",), representative_data=digits.x_train,
                **kwargs)
     assert not os.listdir(tmp_path)  # nothing written
+
+
+def test_a_budget_no_model_meets_is_not_said_to_hold():
+    from keras_distill.export.budget import BudgetResult, Variant
+
+    tried = [Variant("int8", [], 0.90, 0.05, 5000, 0.01),
+             Variant("int8_mixed", ["a"], 0.89, 0.06, 5400, 0.02),
+             Variant("int16x8", [], None, None, None, None, error="UnsupportedOpError: x")]
+    result = BudgetResult(b"", "int8", [], "multiclass", "accuracy", 0.95, 0.90, 0.90, 0.05,
+                          0.01, False, tried)
+    text = result.describe()
+    assert "within the budget" not in text and "no model tried meets the budget" in text
+    assert "int16x8: failed (UnsupportedOpError: x)" in text
+    assert "a: 0.8900 (+400 bytes, +0.010 ms)" in text

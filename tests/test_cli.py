@@ -286,7 +286,14 @@ def test_run_manifest_numbers(tiny_run):
     # --target: the micro artifact's measured arena and model bytes against the device
     (chip,) = [a for a in m["artifacts"] if a["format"] == "micro"]
     assert chip["target"]["target"] == "nrf52840" and chip["target"]["fits"] is True
-    assert chip["target"]["ram_margin"] == 256 * 1024 - chip["arena_size"]
+    # RAM: the arena and the interpreter's own RAM (keras_distill.footprint)
+    counted = chip["target"]["counted"]
+    assert chip["target"]["ram_margin"] == \
+        256 * 1024 - chip["arena_size"] - counted["static_ram_bytes"]
+    assert chip["target"]["flash_margin"] == \
+        1024 * 1024 - chip["size_bytes"] - counted["tflm_code_bytes"]
+    assert chip["latency_estimate"]["macs"] > 0 and chip["latency_estimate"]["ms"] > 0
+    assert any(n.startswith("Estimated TFLM latency on nrf52840") for n in m["notes"])
     assert any(n.startswith("The micro artifact fits nrf52840") for n in m["notes"])
     # the baseline and the distilled student had the same budget: epochs, and epochs trained
     b, d = m["models"]["student_baseline"], m["models"]["student_distilled"]

@@ -403,7 +403,7 @@ def test_the_schema_takes_its_names_and_defaults_from_the_registry():
 def test_task_key_from_file_flag_and_example(tmp_path):
     key = SCHEMA["task"]
     assert (key.flag, key.default, key.help_section, key.commands) == (
-        "--task", "auto", "data", ("run", "distill", "export", "evaluate"))
+        "--task", "auto", "data", ("run", "distill", "export", "evaluate", "search"))
     assert "auto: taken from the data" in key.help and "regression" in key.help
     assert load()["task"] == "auto"
     cfg = load(write(tmp_path, 'task = "regression"\ndata = "diabetes"\n'), {"seed": "1"})

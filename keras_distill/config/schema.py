@@ -25,7 +25,7 @@ RESERVED = {}
 #: Keys that may change between an interrupted run and its ``--resume`` (they act after
 #: training, or not at all on the results).
 RESUME_FREE_KEYS = ("out_dir", "quiet", "formats", "quantization", "calibration_samples",
-                    "export_student")
+                    "export_student", "target", "max_accuracy_drop")
 #: ``teacher.epochs`` when not set, for a preset (a ``.keras`` file gets 0: used as it is).
 DEFAULT_TEACHER_EPOCHS = 20
 

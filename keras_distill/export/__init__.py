@@ -134,8 +134,10 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
             hurts most are kept in float one at a time (``export.int8_within_budget``), then
             int16x8 is tried, and the model that meets the budget is written as
             ``<name>_int8_mixed.tflite`` (or ``<name>_int16x8.tflite``), verified on
-            ``eval_data`` like every artifact; with ``"micro"`` it is also run in TFLite Micro
-            (``details["micro"]``: its arena and latency, or why it cannot run). Needs
+            ``eval_data`` like every artifact; with ``"micro"`` also as C source for TFLite
+            Micro (``<name>_int8_mixed_model_data.cc``, run there like every micro artifact,
+            or failed with why it cannot run). The int8 artifact's ``details["budget"]``
+            records every model tried. Needs
             ``"tflite"`` with ``"int8"`` and ``representative_data``; one output.
         budget_data: ``(x, y)`` on which the budget is measured: validation data, not
             ``eval_data`` (the test set, which would then pick the model). Default: the
@@ -196,6 +198,7 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
                                                       subject.calibration)
     budget = None if max_accuracy_drop is None else checks.check_budget(
         max_accuracy_drop, budget_data, formats, quantization, subject, kinds)
+    budget_skipped = max_accuracy_drop is not None and budget is None
 
     out_dir = io.output_folder(out_dir)
     if write_report:  # an old manifest must not outlive files replaced below
@@ -208,6 +211,14 @@ def export(model, out_dir="exported", *, name=None, formats=FORMATS,
                      verification)
         if budget is not None:
             _produce_budget(report, subject, formats, verification, budget)
+        elif budget_skipped:
+            import warnings
+
+            message = (f"max_accuracy_drop is not applied: it supports a model with one "
+                       f"output, and this one has {len(kinds)}; the int8 artifact is full "
+                       f"int8 (drop max_accuracy_drop, or export each output's model alone).")
+            report.notes.append(message)
+            warnings.warn(f"export: {message}", stacklevel=2)
         if qat is not None:
             _produce_qat(report, qat, formats, workspace, verification)
     if labels is not None:
@@ -410,9 +421,11 @@ def _produce_all(report, subject, formats, quantization, opset, workspace, verif
 
 
 def _produce_budget(report, subject, formats, verification, budget):
-    """The int8 model within ``budget = (max_drop, x, y)``: nothing new when full int8 meets
-    it (its artifact records the measurement), else ``<name>_int8_mixed.tflite`` or
-    ``<name>_int16x8.tflite``, verified like the others (and run in TFLM with ``micro``)."""
+    """The int8 model within ``budget = (max_drop, x, y, source)``. The int8 artifact records
+    the measurement (``details.budget``) in every case; when full int8 is over the budget the
+    model chosen is written as ``<name>_int8_mixed.tflite`` (or ``<name>_int16x8.tflite``),
+    and with ``micro`` as C source for TFLM too (``<name>_int8_mixed_model_data.cc``), each
+    verified like the others."""
     from keras_distill.export.budget import int8_within_budget
 
     max_drop, x, y, source = budget
@@ -430,55 +443,39 @@ def _produce_budget(report, subject, formats, verification, budget):
     record = dict(result.to_dict(), measured_on=source)
     report.settings["max_accuracy_drop"] = max_drop
     report.notes.append(result.describe() + f" Measured on {source}.")
+    full.details["budget"] = record
     if result.mode == "int8":
-        full.details["budget"] = record
         return
     mode = result.mode
     existing = report.get("tflite", mode)
     if existing is not None and existing.ok:  # int16x8 was asked for: it is the same model
         existing.details["budget"] = record
-        return
-    file = f"{subject.name}_{mode}.tflite"
+    else:
+        file = f"{subject.name}_{mode}.tflite"
 
-    def build():
-        data = result.model_bytes
-        return {file: data}, data, {**steps.io_record(_tflite_io(data)), "budget": record}
-    artifact = steps.produce("tflite", mode, subject, ([file], build), report.out_dir,
-                             verification)
-    report.artifacts.append(artifact)
-    if artifact.ok and "micro" in formats:
-        artifact.details["micro"] = _run_in_micro(result.model_bytes, verification)
+        def build():
+            data = result.model_bytes
+            return {file: data}, data, {**steps.io_record(_tflite_io(data)), "budget": record}
+        existing = steps.produce("tflite", mode, subject, ([file], build), report.out_dir,
+                                 verification)
+        report.artifacts.append(existing)
+    if existing.ok and "micro" in formats:
+        chip = steps.produce("micro", mode, subject, steps.micro_bytes_builder(
+            subject, f"{subject.name}_{mode}", result.model_bytes), report.out_dir,
+            verification)
+        report.artifacts.append(chip)
+        report.notes.append(
+            f"{existing.path} runs in LiteRT; in TensorFlow Lite Micro, "
+            + (f"as {chip.path}: arena {chip.details['arena']['arena_size']:,} bytes"
+               + ("" if chip.status == "unverified" else
+                  f", {chip.metrics['latency_ms_median']:.3f} ms per inference on this host")
+               if chip.written else f"it does not run: {chip.error}") + ".")
 
 
 def _tflite_io(data):
     from keras_distill.export import tflite
 
     return tflite.io_details(data)
-
-
-#: Inputs the budgeted model runs on in TFLite Micro.
-MICRO_BUDGET_SAMPLES = 50
-
-
-def _run_in_micro(model_bytes, verification):
-    """What TFLite Micro does with a model that keeps float layers: its arena, latency and
-    scores, or the error that stops it."""
-    from keras_distill import isolation
-    from keras_distill.verify import micro as micro_runtime
-
-    if not micro_runtime.runtime_available():
-        return {"ok": False, "error": "tflite-micro is not installed here"}
-    n = MICRO_BUDGET_SAMPLES
-    y = None if verification.y is None else verification.y[:n]
-    try:
-        result = isolation.call(
-            "keras_distill.verify:evaluate_bytes", bytes(model_bytes), "micro",
-            verification.x[:n], y, kind=verification.kind,
-            stage="Running the int8 model with float layers in TensorFlow Lite Micro")
-    except Exception as exc:  # noqa: BLE001 - recorded: that is the answer asked for
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    keep = ("arena_size", "latency_ms_median", "n_samples", "accuracy", "mae")
-    return {"ok": True, **{k: result[k] for k in keep if result.get(k) is not None}}
 
 
 def _produce_qat(report, qat, formats, workspace, verification):

@@ -41,10 +41,11 @@ class Variant:
 
     mode: str
     kept: list
-    score: float
-    drop: float
-    size_bytes: int
-    latency_ms: float
+    score: float | None
+    drop: float | None
+    size_bytes: int | None
+    latency_ms: float | None
+    error: str | None = None  # the conversion failed (then no score)
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -103,12 +104,13 @@ class BudgetResult:
         text = (f"int8 budget ({unit} at most {self.max_drop:g}): full int8 "
                 f"{self.metric} {full.score:.4f} against float {self.float_score:.4f} "
                 f"(drop {full.drop:.4f})")
-        if self.mode == "int8":
+        if self.mode == "int8" and self.within_budget:
             return text + ", within the budget: no layer kept in float."
         steps = "; ".join(
-            f"{'+'.join(v.kept) if v.kept else v.mode}: {v.score:.4f} "
-            f"({v.size_bytes - full.size_bytes:+,} bytes, "
-            f"{v.latency_ms - full.latency_ms:+.3f} ms)" for v in self.tried[1:])
+            f"{'+'.join(v.kept) if v.kept else v.mode}: " + (
+                f"failed ({v.error})" if v.error else
+                f"{v.score:.4f} ({v.size_bytes - full.size_bytes:+,} bytes, "
+                f"{v.latency_ms - full.latency_ms:+.3f} ms)") for v in self.tried[1:])
         verdict = (f"chose {self.mode}" + (f" with {', '.join(self.kept)} in float"
                                            if self.mode == "int8_mixed" else "")
                    if self.within_budget else
@@ -196,20 +198,35 @@ def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_dr
         tried.append((variant, data))
         return variant
 
+    def attempt(mode, kept, convert):
+        """Measure one more model; a conversion that fails is recorded, not raised."""
+        try:
+            data = convert()
+        except Exception as exc:  # noqa: BLE001 - the models measured so far stand
+            variant = Variant(mode, list(kept), None, None, None, None,
+                              error=f"{type(exc).__name__}: {exc}")
+            tried.append((variant, None))
+            return variant
+        return measure(mode, kept, data)
+
+    def over(variant):
+        return variant.error is not None or variant.drop > max_accuracy_drop
+
     tried, kept = [], []
     full = measure("int8", [], keep_float(model, representative_data, []))
-    if full.drop > max_accuracy_drop:
-        order = [d.layer for d in diagnose(model, representative_data, x, keep_float_top=0).layers
-                 if d.layer]
+    if over(full):
+        order = [d.layer for d in diagnose(model, representative_data, x,
+                                           keep_float_top=None).layers if d.layer]
         for layer in list(dict.fromkeys(order))[:max_layers]:
             kept.append(layer)
-            if measure("int8_mixed", kept, keep_float(model, representative_data,
-                                                      kept)).drop <= max_accuracy_drop:
+            if not over(attempt("int8_mixed", kept, lambda: keep_float(
+                    model, representative_data, kept))):
                 break
-        if whole_model and tried[-1][0].drop > max_accuracy_drop:
-            measure("int16x8", [], whole_int16x8(model, representative_data))
-    within = [(v, d) for v, d in tried if v.drop <= max_accuracy_drop]
-    chosen, data = within[0] if within else min(tried, key=lambda t: t[0].drop)
+        if whole_model and over(tried[-1][0]):
+            attempt("int16x8", [], lambda: whole_int16x8(model, representative_data))
+    measured = [(v, d) for v, d in tried if v.error is None]
+    within = [(v, d) for v, d in measured if v.drop <= max_accuracy_drop]
+    chosen, data = within[0] if within else min(measured, key=lambda t: t[0].drop)
     return BudgetResult(bytes(data), chosen.mode, list(chosen.kept), kind, metric, float_score,
                         full.score, chosen.score, chosen.drop, max_accuracy_drop,
                         chosen.drop <= max_accuracy_drop, [v for v, _ in tried])

@@ -183,7 +183,8 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64, keep_flo
             labels: indices or one-hot rows); default the representative data.
         samples: at most this many inputs of each are used for the per-layer comparison.
         keep_float_top: for a single-output classifier (two or more units, no sigmoid), how
-            many of the worst layers to measure kept in float, one at a time (0: none). The
+            many of the worst layers to measure kept in float, one at a time (0: none;
+            ``None``: no accuracy at all, the per-layer statistics only). The
             accuracies are measured in LiteRT on all of the evaluation inputs, against the
             labels (without labels, the float model's predictions: accuracy is agreement
             with it); the int8 models are calibrated on all of ``representative_data``, as
@@ -196,9 +197,10 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64, keep_flo
     """
     from keras_distill.graph import all_layers
 
-    if isinstance(keep_float_top, bool) or not isinstance(keep_float_top, int) or \
-            keep_float_top < 0:
-        raise ValueError(f"keep_float_top must be an int >= 0; got {keep_float_top!r}.")
+    if keep_float_top is not None and (isinstance(keep_float_top, bool) or not isinstance(
+            keep_float_top, int) or keep_float_top < 0):
+        raise ValueError(f"keep_float_top must be an int >= 0 (or None: no accuracy is "
+                         f"measured); got {keep_float_top!r}.")
     calibration = np.asarray(representative_data)[:samples]
     x_all, y = eval_data if isinstance(eval_data, tuple) else (eval_data, None)
     x = calibration if x_all is None else np.asarray(x_all)[:samples]
@@ -212,8 +214,9 @@ def diagnose(model, representative_data, eval_data=None, *, samples=64, keep_flo
                            values["max_abs_error"])
             for name, values in stats.items()]
     report = Diagnosis(sorted(rows, key=lambda d: d.snr_db))
-    x_all = np.asarray(representative_data) if x_all is None else np.asarray(x_all)
-    _measure_accuracy(report, model, representative_data, x_all, y, keep_float_top)
+    if keep_float_top is not None:
+        x_all = np.asarray(representative_data) if x_all is None else np.asarray(x_all)
+        _measure_accuracy(report, model, representative_data, x_all, y, keep_float_top)
     return report
 
 
@@ -245,8 +248,10 @@ def _measure_accuracy(report, model, representative_data, x, y, keep_float_top):
     if labels is None:
         return
     data = keep_float(model, representative_data, [])
-    float_hits = np.argmax(reference, -1).reshape(-1) == labels
-    int8_hits = _hits(data, x, labels)
+    keep = labels >= 0  # -1: a position left out (padding), as verify.scores leaves it
+    float_hits = (np.argmax(reference, -1).reshape(-1) == labels)[keep]
+    int8_hits = _hits(data, x, labels)[keep]
+    all_labels, labels = labels, labels[keep]
     report.float_accuracy, report.int8_accuracy = _mean(float_hits), _mean(int8_hits)
     report.model_bytes = len(data)
     report.per_class = [ClassAccuracy(int(c), int(np.sum(labels == c)),
@@ -257,7 +262,7 @@ def _measure_accuracy(report, model, representative_data, x, y, keep_float_top):
     worst = list(dict.fromkeys(d.layer for d in report.layers if d.layer))[:keep_float_top]
     for layer in worst:
         mixed = keep_float(model, representative_data, [layer])
-        accuracy = _mean(_hits(mixed, x, labels))
+        accuracy = _mean(_hits(mixed, x, all_labels)[keep])
         report.keep_float_impact.append(KeepFloatImpact(
             layer, accuracy, accuracy - report.int8_accuracy, len(mixed),
             len(mixed) - report.model_bytes))

@@ -418,9 +418,22 @@ def micro_builder(subject, workspace):
     """The int8, batch-1 model as C source, with its arena measured in TFLM; where tflite-micro
     is not installed, with its arena estimated from the model's tensors (and the artifact
     left unverified by :func:`produce`)."""
+    def converted():
+        return convert(subject, workspace.saved_model(subject, 1), "int8")
+    return _micro_files(subject, subject.name, converted)
+
+
+def micro_bytes_builder(subject, name, model_bytes):
+    """A ``.tflite`` made elsewhere (the int8 model with float layers of an accuracy budget)
+    as C source for TFLM, as :func:`micro_builder` writes it."""
+    return _micro_files(subject, name, lambda: bytes(model_bytes))
+
+
+def _micro_files(subject, name, model_bytes):
+    """``(file names, build)`` of the C source of ``model_bytes()`` named ``name``."""
     from keras_distill.export import micro
 
-    ident = micro.sanitize_identifier(subject.name)
+    ident = micro.sanitize_identifier(name)
     names = [f"{ident}_model_data.h", f"{ident}_model_data.cc"]
 
     def build():
@@ -428,7 +441,7 @@ def micro_builder(subject, workspace):
         from keras_distill.export import tflite
         from keras_distill.verify import micro as micro_runtime
 
-        data = convert(subject, workspace.saved_model(subject, 1), "int8")
+        data = model_bytes()
         io_details = tflite.io_details(data)
         outputs = _output_names(data)
         if micro_runtime.runtime_available():
@@ -442,7 +455,7 @@ def micro_builder(subject, workspace):
             arena = micro.estimate_arena(data)
         listed = tflite.list_ops(data)
         ops = [op["op"] for op in listed]
-        cc, h = micro.c_source(data, subject.name, arena=arena, io=io_details,
+        cc, h = micro.c_source(data, name, arena=arena, io=io_details,
                                version=__version__, output_names=outputs, ops=ops)
         details = {**io_record(io_details, outputs), "arena": arena.to_dict(),
                    "identifiers": {"array": f"{ident}_model_data",

@@ -2,7 +2,8 @@
 
 ``keras-distill search --target cortex-m4-256k`` loads the data (the bundled digits by
 default), trains the teacher preset (or loads ``--teacher FILE.keras``), saves it as
-``<out_dir>/teacher.keras``, and runs :func:`keras_distill.search.search` into ``out_dir``:
+``<out_dir>/teacher.keras`` (``out_dir`` is ``search`` unless set), and runs
+:func:`keras_distill.search.search` into ``out_dir``:
 ``search.json`` (every candidate, resumable), ``search.md`` (the table), ``front.png`` and the
 chosen student's export in ``<out_dir>/exported/``. A rerun with the same settings resumes: the
 saved teacher is reused and no finished candidate is trained again.
@@ -20,6 +21,7 @@ from keras_distill.pipeline.models import (
     load_data,
     load_model,
     steps_per_execution,
+    teacher_path,
 )
 
 
@@ -41,7 +43,9 @@ def search(cfg, *, log=None):
     if cfg["target"] is None:
         raise ValueError(f"search needs a device: --target NAME (one of {', '.join(TARGETS)}), "
                          "or target = \"...\" in the config file.")
-    out_dir = io.output_folder(cfg["out_dir"])
+    # its own folder by default: not run's ./exported, whose teacher.keras it would replace
+    out_dir = io.output_folder(DEFAULT_OUT_DIR if cfg.origin("out_dir") == "default" else
+                               cfg["out_dir"])
     with locks.folder_lock(out_dir, "search"):
         cfg, data = tasks.resolve(cfg, load_data(cfg))
         if data.task != tasks.MULTICLASS:
@@ -53,11 +57,14 @@ def search(cfg, *, log=None):
             max_accuracy_drop=cfg["max_accuracy_drop"], proxy_epochs=cfg["proxy_epochs"],
             epochs=cfg["epochs"], temperature=cfg["temperature"], alpha=cfg["alpha"],
             learning_rate=cfg["learning_rate"], batch_size=cfg["batch_size"], seed=cfg["seed"],
-            log=log)
+            context={k: cfg[k] for k in TEACHER_KEYS}, log=log)
 
 
-#: The teacher the search distills from, in ``out_dir``.
-TEACHER = "teacher.keras"
+#: The folder of a search when ``out_dir`` is not set.
+DEFAULT_OUT_DIR = "search"
+#: How the teacher is made: a rerun with other values does not resume (it is refused).
+TEACHER_KEYS = ("teacher.model", "teacher.epochs", "teacher.learning_rate",
+                "teacher.preset_args", "data.source", "seed", "batch_size")
 
 
 def _teacher(cfg, data, out_dir, log):
@@ -67,7 +74,7 @@ def _teacher(cfg, data, out_dir, log):
 
     from keras_distill.search import STATE
 
-    path = os.path.join(out_dir, TEACHER)
+    path = teacher_path(cfg, out_dir)  # never the input file it trains further
     if os.path.isfile(path) and os.path.isfile(os.path.join(out_dir, STATE)):
         log(f"Teacher: {path}, from the search being resumed.")
         return load_model(path, role="teacher")

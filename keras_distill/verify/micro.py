@@ -209,7 +209,13 @@ class _Prober:
             self._proc.wait()
             self._proc = None
             return False
-        return line.startswith("@@ok")
+        if not line.startswith("@@ok"):
+            # a failed allocation can leave the TFLM runtime of that process failing every
+            # later size (measured: a model whose first probe was too small then failed up
+            # to 1 GiB, and ran at 4 KiB in a fresh process): the next probe gets a new one
+            self.close()
+            return False
+        return True
 
 
 def _child_env():
@@ -361,7 +367,12 @@ def measure_arena(model_bytes, *, granularity=ARENA_GRANULARITY, layer_names=())
             while not prober.works(hi):
                 lo, hi = hi, hi * 2
                 if hi > _MAX_ARENA:
-                    raise RuntimeError("TensorFlow Lite Micro arena search passed 1 GiB.")
+                    died = (f"; the probing process died on {prober.crashes} of "
+                            f"{prober.probes} sizes" if prober.crashes else "")
+                    _, message = probe_arena(model_bytes, 1 << 20)
+                    raise RuntimeError("TensorFlow Lite Micro arena search passed 1 GiB"
+                                       + died + (f"; with 1 MiB TFLM says: {message}"
+                                                 if message else "") + ".")
             while hi - lo > 1:
                 mid = (lo + hi) // 2
                 if prober.works(mid):
