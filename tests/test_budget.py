@@ -121,6 +121,14 @@ def test_export_writes_the_budgeted_model_verified_and_run_in_micro(digits, dama
     assert manifest["settings"]["max_accuracy_drop"] == 0.01
     assert any("hidden" in note and "logits" in note for note in report.notes)
     assert os.path.isfile(tmp_path / "damaged_int8_mixed.tflite")
+    # report.md: every model tried, and the layers the diagnosis ranked worst
+    text = (tmp_path / "report.md").read_text()
+    section = text[text.index("## int8 budget"):]
+    assert "chosen: **int8_mixed** with" in section
+    assert section.count("| int8_mixed |") == 2 and "| int8 |" in section
+    ranked = [d["layer"] for d in mixed.details["budget"]["diagnosis"]]
+    assert set(ranked[:2]) == {"hidden", "logits"}, ranked
+    assert "Layers int8 hurts most" in section
 
 
 @pytest.mark.slow

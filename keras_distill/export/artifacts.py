@@ -207,6 +207,7 @@ class ExportReport:
             lines += ["", "## Not verified", ""]
             lines += [f"- **{a.key}** (`{a.path}`): {_why_unverified(a)}"
                       for a in self.unverified]
+        lines += _budget_section(self.get("tflite", "int8"))
         if self.labels_file:
             files = (self.labels_file.values() if isinstance(self.labels_file, dict)
                      else [self.labels_file])
@@ -245,6 +246,38 @@ class ExportReport:
                 *(_fmt(column_value(m, where), spec) for _, where, spec in cols),
                 _fmt(m.get("latency_ms_median"), ".3f"),
                 str(arena) if arena else "—", a.status]
+
+
+def _budget_section(int8):
+    """``## int8 budget``: every model tried for ``max_accuracy_drop`` and the layers the
+    diagnosis ranked worst (from the int8 artifact's ``details.budget``); none without it."""
+    from keras_distill.report import markdown
+
+    budget = None if int8 is None else int8.details.get("budget")
+    if not budget:
+        return []
+    unit = "relative MAE increase" if budget["metric"] == "mae" else f"{budget['metric']} drop"
+    lines = ["", "## int8 budget", "",
+             f"Budget: {unit} at most {budget['max_drop']:g} against float "
+             f"({budget['metric']} {budget['float']:.4f}), measured on {budget['measured_on']}; "
+             f"chosen: **{budget['mode']}**"
+             + (f" with {', '.join(budget['kept'])} in float" if budget["kept"] else "")
+             + ("" if budget["within_budget"] else " (**no model tried meets the budget**)")
+             + ".", ""]
+    rows = [[v["mode"], ", ".join(v["kept"]) or "—",
+             "failed" if v.get("error") else f"{v['score']:.4f}",
+             "—" if v.get("error") else f"{v['drop']:+.4f}",
+             "—" if v.get("error") else f"{v['size_bytes']:,}",
+             "—" if v.get("error") else f"{v['latency_ms']:.3f}"] for v in budget["tried"]]
+    lines.append(markdown(["model", "kept in float", budget["metric"], "drop", "bytes",
+                           "LiteRT ms"], rows, right={2, 3, 4, 5}))
+    if budget.get("diagnosis"):
+        lines += ["", "Layers int8 hurts most (quantization debugger, worst first):", "",
+                  markdown(["layer", "SNR dB", "RMSE in steps", "cosine"],
+                           [[d["layer"], f"{d['snr_db']:.1f}", f"{d['steps_rmse']:.3f}",
+                             f"{d['cosine']:.4f}"] for d in budget["diagnosis"]],
+                           right={1, 2, 3})]
+    return lines
 
 
 def _why_unverified(a):

@@ -32,6 +32,8 @@ MIXED = "keras_distill.export.budget:_mixed_saved_model"
 WHOLE = "keras_distill.export.tflite:convert"
 #: The modes a budgeted model can end in: full int8, int8 with float layers, int16x8.
 MODES = ("int8", "int8_mixed", "int16x8")
+#: Layers of the diagnosis a result keeps (worst first).
+DIAGNOSIS_ROWS = 8
 
 
 @dataclasses.dataclass
@@ -69,6 +71,8 @@ class BudgetResult:
             increase); ``max_drop``: the budget.
         within_budget: ``drop <= max_drop``.
         tried: every :class:`Variant` measured, in order.
+        diagnosis: the worst layers by the diagnosis, when it ran (full int8 over the
+            budget): ``[{"layer", "snr_db", "steps_rmse", "cosine"}, ...]``, worst first.
     """
 
     model_bytes: bytes
@@ -83,6 +87,7 @@ class BudgetResult:
     max_drop: float
     within_budget: bool
     tried: list
+    diagnosis: list = dataclasses.field(default_factory=list)
 
     # the names of a classifier's scores
     float_accuracy = property(lambda self: self.float_score)
@@ -95,7 +100,7 @@ class BudgetResult:
                 "metric": self.metric, "float": self.float_score, "int8": self.int8_score,
                 "score": self.score, "drop": self.drop, "max_drop": self.max_drop,
                 "within_budget": self.within_budget,
-                "tried": [v.to_dict() for v in self.tried]}
+                "tried": [v.to_dict() for v in self.tried], "diagnosis": list(self.diagnosis)}
 
     def describe(self):
         """What the budget chose, in a sentence or two."""
@@ -212,11 +217,14 @@ def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_dr
     def over(variant):
         return variant.error is not None or variant.drop > max_accuracy_drop
 
-    tried, kept = [], []
+    tried, kept, worst = [], [], []
     full = measure("int8", [], keep_float(model, representative_data, []))
     if over(full):
-        order = [d.layer for d in diagnose(model, representative_data, x,
-                                           keep_float_top=None).layers if d.layer]
+        layers = [d for d in diagnose(model, representative_data, x,
+                                      keep_float_top=None).layers if d.layer]
+        worst = [{"layer": d.layer, "snr_db": d.snr_db, "steps_rmse": d.steps_rmse,
+                  "cosine": d.cosine} for d in layers[:DIAGNOSIS_ROWS]]
+        order = [d.layer for d in layers]
         for layer in list(dict.fromkeys(order))[:max_layers]:
             kept.append(layer)
             if not over(attempt("int8_mixed", kept, lambda: keep_float(
@@ -229,7 +237,7 @@ def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_dr
     chosen, data = within[0] if within else min(measured, key=lambda t: t[0].drop)
     return BudgetResult(bytes(data), chosen.mode, list(chosen.kept), kind, metric, float_score,
                         full.score, chosen.score, chosen.drop, max_accuracy_drop,
-                        chosen.drop <= max_accuracy_drop, [v for v, _ in tried])
+                        chosen.drop <= max_accuracy_drop, [v for v, _ in tried], worst)
 
 
 def _kind(kind, reference, y):
