@@ -104,6 +104,8 @@ def _add_key_flags(parser, command):
             sections[title] = parser.add_argument_group(f"{title} options")
         section = sections[title]
         default = key.default
+        if (command, path) == ("search", "out_dir"):  # its own folder, not run's
+            default = registry.SEARCH_OUT_DIR
         if isinstance(default, list):
             default = ",".join(d["name"] if isinstance(d, dict) else str(d) for d in default)
         help_text = f"{key.help} [key {path}" + (

@@ -113,6 +113,9 @@ EXPORT_STUDENT = ("auto", "distilled", "baseline")
 #: The commands of the command line: the jobs of ``keras_distill.pipeline``, and ``label``
 #: (a teacher's outputs into a store with Apache Beam, ``keras_distill.store.beam``).
 COMMANDS = ("run", "distill", "export", "evaluate", "search", "label")
+#: The output folder of ``keras-distill search`` when ``out_dir`` is not set (not run's
+#: ``exported``, whose teacher.keras it would replace).
+SEARCH_OUT_DIR = "search"
 #: The commands that read the configuration (``--config`` and its keys' flags); ``label``
 #: takes its own flags.
 CONFIGURED_COMMANDS = ("run", "distill", "export", "evaluate", "search")

@@ -141,7 +141,9 @@ def describe(fit_result):
         f"; counted: the arena and the interpreter's {counted['static_ram_bytes']:,} bytes of "
         f"RAM, the model and TFLite Micro's code for its ops, "
         f"{counted['tflm_code_bytes']:,} bytes"
-        + (" (an upper bound: kernels share code)" if counted["code_is_upper_bound"] else ""))
+        + (" (an upper bound: kernels share code)" if counted["code_is_upper_bound"] else "")
+        + ("; code and RAM sizes from a Cortex-M4 build: an estimate for this device"
+           if counted["estimated"] else ""))
     return (f"The micro artifact {verdict} {fit_result['target']}: "
             f"{margin(fit_result['ram_margin'], 'RAM')}, "
             f"{margin(fit_result['flash_margin'], 'flash')}{parts} "

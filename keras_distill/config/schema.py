@@ -95,7 +95,7 @@ _SEARCH = ("search",)
 #: Keys of training and export that ``search`` reads too (the teacher it trains, the
 #: distillation of every candidate, the device and the int8 budget of the chosen one).
 _SEARCH_READS = ("epochs", "batch_size", "learning_rate", "temperature", "alpha", "target",
-                 "max_accuracy_drop", "calibration_samples", "teacher.model", "teacher.epochs",
+                 "max_accuracy_drop", "teacher.model", "teacher.epochs",
                  "teacher.learning_rate", "teacher.preset_args", "teacher.allow_weak")
 
 _TOP_LEVEL = [

@@ -1,5 +1,5 @@
 """The jobs behind the command line, as library functions: ``run``, ``distill``, ``export``,
-``evaluate``.
+``evaluate``, ``search`` (``search_job.py``: the most accurate student that fits a device).
 
 Each takes a resolved :class:`keras_distill.config.Config` (see ``keras_distill.config`` for the
 keys) and returns a result object; ``keras_distill.cli`` only parses arguments and prints.

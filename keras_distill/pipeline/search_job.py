@@ -23,6 +23,7 @@ from keras_distill.pipeline.models import (
     steps_per_execution,
     teacher_path,
 )
+from keras_distill.registry import SEARCH_OUT_DIR
 
 
 def search(cfg, *, log=None):
@@ -61,7 +62,7 @@ def search(cfg, *, log=None):
 
 
 #: The folder of a search when ``out_dir`` is not set.
-DEFAULT_OUT_DIR = "search"
+DEFAULT_OUT_DIR = SEARCH_OUT_DIR
 #: How the teacher is made: a rerun with other values does not resume (it is refused).
 TEACHER_KEYS = ("teacher.model", "teacher.epochs", "teacher.learning_rate",
                 "teacher.preset_args", "data.source", "seed", "batch_size")
