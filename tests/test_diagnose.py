@@ -114,6 +114,7 @@ def test_a_regression_model_gets_its_layers_and_no_accuracy(monkeypatch):
         raise AssertionError("keep_float called for a regression model")
 
     monkeypatch.setattr(budget, "keep_float", no_conversion)
+    monkeypatch.setattr(budget, "conversions", no_conversion)
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu",
                                                                      name="hidden"),

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -125,31 +126,50 @@ class BudgetResult:
                 "training (--qat) is the other way to recover int8 accuracy.")
 
 
-def keep_float(model, representative_data, layers):
-    """The int8 ``.tflite`` of ``model`` with the Keras ``layers`` kept in float."""
+class _Conversions:
+    """The int8 conversions of one model, all from one lowered SavedModel, in the worker
+    process (the lowering and the SavedModel export are done once, not once per model)."""
+
+    def __init__(self, path, calibration, layer_names, output_layer):
+        self._path, self._calibration = path, calibration
+        self._names, self._output = layer_names, output_layer
+
+    def keep_float(self, layers):
+        """int8 with the Keras ``layers`` kept in float."""
+        return isolation.call(MIXED, self._path, self._calibration, list(layers), self._names,
+                              self._output, stage="int8 conversion with float layers",
+                              remedy="Keep fewer layers in float, or use QAT.")
+
+    def int16x8(self):
+        """int16 activations, int8 weights."""
+        return isolation.call(WHOLE, self._path, "int16x8",
+                              representative_data=self._calibration, layer_names=self._names,
+                              stage="TFLite int16x8 conversion and calibration",
+                              remedy="Keep layers in float instead (int8_mixed), or use QAT.")
+
+
+@contextlib.contextmanager
+def conversions(model, representative_data):
+    """A :class:`_Conversions` of ``model`` calibrated on ``representative_data``."""
     from keras_distill.export.diagnose import _lowered_saved_model
     from keras_distill.graph import all_layers
 
     calibration = np.asarray(representative_data)
     names = [layer.name for layer in all_layers(model)]
     with _lowered_saved_model(model, calibration) as (path, dtype):
-        return isolation.call(MIXED, path, calibration.astype(dtype), list(layers), names,
-                              model.layers[-1].name, stage="int8 conversion with float layers",
-                              remedy="Keep fewer layers in float, or use QAT.")
+        yield _Conversions(path, calibration.astype(dtype), names, model.layers[-1].name)
+
+
+def keep_float(model, representative_data, layers):
+    """The int8 ``.tflite`` of ``model`` with the Keras ``layers`` kept in float."""
+    with conversions(model, representative_data) as convert:
+        return convert.keep_float(layers)
 
 
 def whole_int16x8(model, representative_data):
     """The ``int16x8`` ``.tflite`` of ``model`` (int16 activations, int8 weights)."""
-    from keras_distill.export.diagnose import _lowered_saved_model
-    from keras_distill.graph import all_layers
-
-    calibration = np.asarray(representative_data)
-    names = [layer.name for layer in all_layers(model)]
-    with _lowered_saved_model(model, calibration) as (path, dtype):
-        return isolation.call(WHOLE, path, "int16x8",
-                              representative_data=calibration.astype(dtype), layer_names=names,
-                              stage="TFLite int16x8 conversion and calibration",
-                              remedy="Keep layers in float instead (int8_mixed), or use QAT.")
+    with conversions(model, representative_data) as convert:
+        return convert.int16x8()
 
 
 def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_drop=0.01,
@@ -218,20 +238,19 @@ def int8_within_budget(model, representative_data, eval_data, *, max_accuracy_dr
         return variant.error is not None or variant.drop > max_accuracy_drop
 
     tried, kept, worst = [], [], []
-    full = measure("int8", [], keep_float(model, representative_data, []))
-    if over(full):
-        layers = [d for d in diagnose(model, representative_data, x,
-                                      keep_float_top=None).layers if d.layer]
-        worst = [{"layer": d.layer, "snr_db": d.snr_db, "steps_rmse": d.steps_rmse,
-                  "cosine": d.cosine} for d in layers[:DIAGNOSIS_ROWS]]
-        order = [d.layer for d in layers]
-        for layer in list(dict.fromkeys(order))[:max_layers]:
-            kept.append(layer)
-            if not over(attempt("int8_mixed", kept, lambda: keep_float(
-                    model, representative_data, kept))):
-                break
-        if whole_model and over(tried[-1][0]):
-            attempt("int16x8", [], lambda: whole_int16x8(model, representative_data))
+    with conversions(model, representative_data) as convert:
+        full = measure("int8", [], convert.keep_float([]))
+        if over(full):
+            layers = [d for d in diagnose(model, representative_data, x,
+                                          keep_float_top=None).layers if d.layer]
+            worst = [{"layer": d.layer, "snr_db": d.snr_db, "steps_rmse": d.steps_rmse,
+                      "cosine": d.cosine} for d in layers[:DIAGNOSIS_ROWS]]
+            for layer in list(dict.fromkeys(d.layer for d in layers))[:max_layers]:
+                kept.append(layer)
+                if not over(attempt("int8_mixed", kept, lambda: convert.keep_float(kept))):
+                    break
+            if whole_model and over(tried[-1][0]):
+                attempt("int16x8", [], convert.int16x8)
     measured = [(v, d) for v, d in tried if v.error is None]
     within = [(v, d) for v, d in measured if v.drop <= max_accuracy_drop]
     chosen, data = within[0] if within else min(measured, key=lambda t: t[0].drop)

@@ -241,31 +241,32 @@ def _class_labels(model, reference, y):
 
 def _measure_accuracy(report, model, representative_data, x, y, keep_float_top):
     """Fill ``report``'s accuracies, per class and kept in float (a classifier's only)."""
-    from keras_distill.export.budget import keep_float
+    from keras_distill.export.budget import conversions
 
     reference = np.asarray(model.predict(x, verbose=0))
     labels = _class_labels(model, reference, y)
     if labels is None:
         return
-    data = keep_float(model, representative_data, [])
-    keep = labels >= 0  # -1: a position left out (padding), as verify.scores leaves it
-    float_hits = (np.argmax(reference, -1).reshape(-1) == labels)[keep]
-    int8_hits = _hits(data, x, labels)[keep]
-    all_labels, labels = labels, labels[keep]
-    report.float_accuracy, report.int8_accuracy = _mean(float_hits), _mean(int8_hits)
-    report.model_bytes = len(data)
-    report.per_class = [ClassAccuracy(int(c), int(np.sum(labels == c)),
-                                      _mean(float_hits[labels == c]),
-                                      _mean(int8_hits[labels == c]))
-                        for c in np.unique(labels)]
-    report.keep_float_impact = []
-    worst = list(dict.fromkeys(d.layer for d in report.layers if d.layer))[:keep_float_top]
-    for layer in worst:
-        mixed = keep_float(model, representative_data, [layer])
-        accuracy = _mean(_hits(mixed, x, all_labels)[keep])
-        report.keep_float_impact.append(KeepFloatImpact(
-            layer, accuracy, accuracy - report.int8_accuracy, len(mixed),
-            len(mixed) - report.model_bytes))
+    with conversions(model, representative_data) as convert:  # one lowered SavedModel
+        data = convert.keep_float([])
+        keep = labels >= 0  # -1: a position left out (padding), as verify.scores leaves it
+        float_hits = (np.argmax(reference, -1).reshape(-1) == labels)[keep]
+        int8_hits = _hits(data, x, labels)[keep]
+        all_labels, labels = labels, labels[keep]
+        report.float_accuracy, report.int8_accuracy = _mean(float_hits), _mean(int8_hits)
+        report.model_bytes = len(data)
+        report.per_class = [ClassAccuracy(int(c), int(np.sum(labels == c)),
+                                          _mean(float_hits[labels == c]),
+                                          _mean(int8_hits[labels == c]))
+                            for c in np.unique(labels)]
+        report.keep_float_impact = []
+        worst = list(dict.fromkeys(d.layer for d in report.layers if d.layer))[:keep_float_top]
+        for layer in worst:
+            mixed = convert.keep_float([layer])
+            accuracy = _mean(_hits(mixed, x, all_labels)[keep])
+            report.keep_float_impact.append(KeepFloatImpact(
+                layer, accuracy, accuracy - report.int8_accuracy, len(mixed),
+                len(mixed) - report.model_bytes))
 
 
 def _hits(model_bytes, x, labels):
