@@ -555,64 +555,11 @@ def _write_outputs(result, target):
                      f"{EXPORTED}/.")
     lines += ["", result.table(), "", f"Search time: {result.seconds:.1f} s.", ""]
     io.write_files(result.out_dir, {TABLE: "\n".join(lines).encode()})
-    plot_front(result.candidates, target, os.path.join(result.out_dir, PLOT),
-               chosen=None if result.chosen is None else result.chosen.name)
+    from keras_distill.report import plot_search_front
+
+    plot_search_front(result.candidates, target, os.path.join(result.out_dir, PLOT),
+                      chosen=None if result.chosen is None else result.chosen.name)
 
 
 def _limit(value):
     return "no limit" if value is None else f"{value:,} bytes"
-
-
-def plot_front(candidates, target, path, *, chosen=None):
-    """Validation accuracy against the RAM and the flash each candidate needs on the device
-    (arena + interpreter RAM, model + TFLite Micro's code: ``targets.fit``), with the device's
-    limits; the front joined, the final accuracies as squares, the chosen one starred, and the
-    candidates that did not fit (never trained) as crosses on the bottom axis."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    def needed(c, key):
-        fit = c.fit or {}
-        value = fit.get("ram_needed" if key == "ram" else "flash_needed")
-        if value is None:
-            value = c.arena if key == "ram" else c.int8_bytes
-        return None if value is None else value / 1024
-
-    scored = [c for c in candidates if c.proxy_accuracy is not None]
-    refused = [c for c in candidates if c.status == "too_big" and needed(c, "ram") is not None]
-    bottom = min([c.proxy_accuracy for c in scored] or [0.0])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, key, limit, label in ((axes[0], "ram", target.ram,
-                                   "RAM needed: arena + interpreter (KiB)"),
-                                  (axes[1], "flash", target.flash,
-                                   "flash needed: model + TFLite Micro code (KiB)")):
-        ax.scatter([needed(c, key) for c in scored], [c.proxy_accuracy for c in scored],
-                   c="lightgray", label="candidates (proxy)")
-        if refused:
-            ax.scatter([needed(c, key) for c in refused], [bottom] * len(refused), marker="x",
-                       color="tab:red", alpha=0.6, label="did not fit (not trained)")
-        front = sorted([c for c in scored if c.on_front], key=lambda c: needed(c, key))
-        ax.plot([needed(c, key) for c in front], [c.proxy_accuracy for c in front], "o-",
-                color="tab:blue", label="front (proxy)")
-        finals = [c for c in front if c.final_accuracy is not None]
-        ax.scatter([needed(c, key) for c in finals], [c.final_accuracy for c in finals],
-                   marker="s", color="tab:green", label="front (final)")
-        for c in finals:
-            if c.name == chosen:
-                ax.scatter([needed(c, key)], [c.final_accuracy], marker="*", s=250,
-                           color="tab:red", label=f"chosen: {c.name}", zorder=5)
-        if limit is not None:
-            ax.axvline(limit / 1024, color="tab:red", linestyle="--",
-                       label=f"{target.name} limit")
-        ax.set_xlabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation accuracy")
-    axes[1].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Student search for {target.name}")
-    fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
