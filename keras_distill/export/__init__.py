@@ -451,13 +451,9 @@ def _produce_budget(report, subject, formats, verification, budget):
     if existing is not None and existing.ok:  # int16x8 was asked for: it is the same model
         existing.details["budget"] = record
     else:
-        file = f"{subject.name}_{mode}.tflite"
-
-        def build():
-            data = result.model_bytes
-            return {file: data}, data, {**steps.io_record(_tflite_io(data)), "budget": record}
-        existing = steps.produce("tflite", mode, subject, ([file], build), report.out_dir,
-                                 verification)
+        existing = steps.produce("tflite", mode, subject, steps.tflite_bytes_builder(
+            subject, mode, result.model_bytes, {"budget": record}), report.out_dir,
+            verification)
         report.artifacts.append(existing)
     if existing.ok and "micro" in formats:
         chip = steps.produce("micro", mode, subject, steps.micro_bytes_builder(
@@ -470,12 +466,6 @@ def _produce_budget(report, subject, formats, verification, budget):
                + ("" if chip.status == "unverified" else
                   f", {chip.metrics['latency_ms_median']:.3f} ms per inference on this host")
                if chip.written else f"it does not run: {chip.error}") + ".")
-
-
-def _tflite_io(data):
-    from keras_distill.export import tflite
-
-    return tflite.io_details(data)
 
 
 def _produce_qat(report, qat, formats, workspace, verification):

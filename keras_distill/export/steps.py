@@ -369,14 +369,26 @@ def _output_names(model_bytes):
 
 
 def tflite_builder(subject, mode, workspace):
+    return _tflite_file(subject, mode, lambda: convert(
+        subject, workspace.saved_model(subject, subject.tflite_batch), mode))
+
+
+def tflite_bytes_builder(subject, mode, model_bytes, details=None):
+    """A ``.tflite`` made elsewhere (the model an accuracy budget chose), written and recorded
+    as :func:`tflite_builder` writes a converted one, with ``details`` added."""
+    return _tflite_file(subject, mode, lambda: bytes(model_bytes), details)
+
+
+def _tflite_file(subject, mode, model_bytes, extra=None):
+    """``(file names, build)`` of ``<name>_<mode>.tflite`` holding ``model_bytes()``."""
     name = f"{subject.name}_{mode}.tflite"
 
     def build():
         from keras_distill.export import tflite
 
-        data = convert(subject, workspace.saved_model(subject, subject.tflite_batch), mode)
+        data = model_bytes()
         details = io_record(tflite.io_details(data), _output_names(data))
-        return {name: data}, data, {**details, **_lowered_record(subject)}
+        return {name: data}, data, {**details, **_lowered_record(subject), **(extra or {})}
     return [name], build
 
 
