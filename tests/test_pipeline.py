@@ -101,7 +101,7 @@ def test_every_stage_fits_once_and_qat_keeps_the_zeros(pruned_qat):
                                ("student_distilled", 3), ("student_qat", 1)]
     callbacks = {s.name: [type(c).__name__ for c in s.callbacks] for s in recorder.stages}
     assert "PruningCallback" in callbacks["student_qat"]  # QAT keeps the zeros
-    assert "BackupAndRestore" in callbacks["student_distilled"]
+    assert "EpochBackup" in callbacks["student_distilled"]
 
 
 def test_both_students_and_the_qat_student_are_pruned_to_the_target(pruned_qat):

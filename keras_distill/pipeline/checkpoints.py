@@ -2,8 +2,8 @@
 
 ``<out_dir>/.backup`` holds the configuration of the run (``config.toml``, ``state.json``), the
 stages it finished (their ``.keras`` files, in ``state.json``) and, for the fit in progress,
-Keras's own ``BackupAndRestore`` folder, saved at the end of every epoch. A resumed run reuses
-the finished models and continues the interrupted fit after its last completed epoch.
+its training state (``keras_distill.pipeline.backup.EpochBackup``), saved at the end of every epoch. A resumed run
+reuses the finished models and continues the interrupted fit after its last completed epoch.
 ``.backup`` is the one folder a run creates and removes: it goes once the reports are written.
 """
 
@@ -90,23 +90,19 @@ class Checkpoints:
             self._write()
 
     def callbacks(self, stage):
-        """``[BackupAndRestore]`` for the fit of ``stage``, saving every epoch (none when
+        """``[EpochBackup]`` for the fit of ``stage``, saving every epoch (none when
         disabled)."""
         if not self.enabled:
             return []
-        import keras
+        from keras_distill.pipeline.backup import EpochBackup
 
-        return [keras.callbacks.BackupAndRestore(os.path.join(self.root, stage),
-                                                 save_freq="epoch", double_checkpoint=True)]
+        return [EpochBackup(os.path.join(self.root, stage))]
 
     def initial_epoch(self, stage):
         """The epoch the fit of ``stage`` restarts after (0: from the start)."""
-        path = os.path.join(self.root, stage, "training_metadata.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                return int(json.load(f)["epoch"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return 0
+        from keras_distill.pipeline.backup import saved_epoch
+
+        return saved_epoch(os.path.join(self.root, stage))
 
     def close(self):
         """The run finished: remove ``.backup``."""
@@ -131,3 +127,4 @@ def _check_same_run(then, now, out_dir):
         f"Resume it with the same settings (keras-distill run --config "
         f"{os.path.join(out_dir, BACKUP_DIR, CONFIG)} --resume), or run without --resume to "
         "start afresh.")
+
