@@ -8,7 +8,7 @@ import os
 import re
 import time
 
-from keras_distill import io, locks
+from keras_distill import io, isolation, locks
 from keras_distill import report as report_lib
 from keras_distill.pipeline import manifest as manifest_lib
 from keras_distill.pipeline import tasks
@@ -139,6 +139,10 @@ def _locked(cfg, command):
 def _run(cfg, out_dir, *, log, command, resume, on_stage):
     log = _log_fn(log)
     started, seconds = time.perf_counter(), {}
+    if cfg["formats"]:
+        # The export's worker process imports TensorFlow while this one trains: that import
+        # is otherwise paid at the export's first conversion.
+        isolation.warm_up()
     for name in (MANIFEST, REPORT):  # an earlier run's reports must not outlive its files
         io.remove_quietly(os.path.join(out_dir, name))
     t = time.perf_counter()
