@@ -19,7 +19,7 @@ computed once (``cache_teacher``), and quantization-aware fine-tuning of the exp
 with int8 artifacts of its own (``qat``).
 
 **Interruptions.** Every fit saves its state (weights, optimizer, epoch:
-``keras.callbacks.BackupAndRestore``) in ``<out_dir>/.backup/<stage>`` at the end of every
+``keras_distill.pipeline.backup.EpochBackup``) in ``<out_dir>/.backup/<stage>`` at the end of every
 epoch; every finished model is recorded in ``<out_dir>/.backup/state.json`` with the
 configuration. ``run(cfg, resume=True)``
 (``keras-distill run --resume``) reuses the finished models, continues the interrupted fit from
