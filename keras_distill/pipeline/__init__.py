@@ -19,8 +19,8 @@ computed once (``cache_teacher``), and quantization-aware fine-tuning of the exp
 with int8 artifacts of its own (``qat``).
 
 **Interruptions.** Every fit saves its state (weights, optimizer, epoch:
-``keras_distill.pipeline.backup.EpochBackup``) in ``<out_dir>/.backup/<stage>`` at the end of every
-epoch; every finished model is recorded in ``<out_dir>/.backup/state.json`` with the
+``keras_distill.pipeline.backup.EpochBackup``) in ``<out_dir>/.backup/<stage>`` at the end of
+every epoch; every finished model is recorded in ``<out_dir>/.backup/state.json`` with the
 configuration. ``run(cfg, resume=True)``
 (``keras-distill run --resume``) reuses the finished models, continues the interrupted fit from
 its last saved epoch, and refuses a configuration that differs in anything but the export keys.

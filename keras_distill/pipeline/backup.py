@@ -42,6 +42,11 @@ class EpochBackup(keras.callbacks.Callback):
 
     Args:
         backup_dir: the folder of this fit's state.
+
+    Example:
+        >>> backup = EpochBackup("out/.backup/student")  # doctest: +SKIP
+        >>> model.fit(x, y, epochs=30, callbacks=[backup])  # doctest: +SKIP
+        ... # interrupted after epoch 12: the same call again continues at epoch 13
     """
 
     def __init__(self, backup_dir):

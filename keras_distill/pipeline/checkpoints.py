@@ -2,8 +2,9 @@
 
 ``<out_dir>/.backup`` holds the configuration of the run (``config.toml``, ``state.json``), the
 stages it finished (their ``.keras`` files, in ``state.json``) and, for the fit in progress,
-its training state (``keras_distill.pipeline.backup.EpochBackup``), saved at the end of every epoch. A resumed run
-reuses the finished models and continues the interrupted fit after its last completed epoch.
+its training state (``keras_distill.pipeline.backup.EpochBackup``), saved at the end of every
+epoch. A resumed run reuses the finished models and continues the interrupted fit after its
+last completed epoch.
 ``.backup`` is the one folder a run creates and removes: it goes once the reports are written.
 """
 
@@ -127,4 +128,3 @@ def _check_same_run(then, now, out_dir):
         f"Resume it with the same settings (keras-distill run --config "
         f"{os.path.join(out_dir, BACKUP_DIR, CONFIG)} --resume), or run without --resume to "
         "start afresh.")
-

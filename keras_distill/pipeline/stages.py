@@ -196,8 +196,9 @@ def _fit_data(model, data, cfg):
 def _validation(x, y, batch_size):
     """The validation split as ``fit`` takes it: in-memory arrays become one ``tf.data``
     pipeline of the same batches, built once and cached, instead of the arrays, which Keras
-    wraps in a new pipeline at every epoch's evaluation (20 of the 74 ms a digits epoch took:
-    ``bench/run_speed.py``). Lazy arrays stay as they are (they are streamed)."""
+    wraps in a new pipeline at every epoch's evaluation (a ``student_cnn`` epoch on digits with
+    validation: 74 ms with the arrays, 53 ms with this). Lazy arrays stay as they are (they are
+    streamed)."""
     import numpy as np
     import tensorflow as tf
 
